@@ -1,0 +1,326 @@
+"""``python -m fashion_core``: the command-line contract other tools script against.
+
+Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 1 anything else.
+With ``--json`` exactly one JSON value goes to stdout; Keras progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import sys
+
+from .errors import FashionError
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class CommandError(FashionError):
+    """Raised by a command for bad input discovered after parsing."""
+
+
+def _emit(args, payload, human):
+    """Print ``payload`` as JSON with --json, else the human text."""
+    out = getattr(args, "stdout", None) or sys.stdout
+    if getattr(args, "json", False):
+        print(json.dumps(payload, default=float), file=out)
+    else:
+        print(human, file=out)
+
+
+def _add_dataset_args(parser):
+    parser.add_argument("--data-dir", help="catalogue folder (one subfolder per class) or CSV of path,label")
+    parser.add_argument("--image-size", type=int, default=None, help="model resolution for --data-dir (default 28)")
+    parser.add_argument("--color", action="store_true", help="keep colour for --data-dir (default grayscale)")
+
+
+def _dataset_from_args(args):
+    if getattr(args, "data_dir", None):
+        from .catalogue import load_catalogue
+
+        return load_catalogue(path=args.data_dir, image_size=args.image_size or 28, color=args.color)
+    if getattr(args, "image_size", None) or getattr(args, "color", False):
+        raise CommandError("--image-size and --color only apply with --data-dir.")
+    from .data import load_fashion_mnist
+
+    return load_fashion_mnist()
+
+
+def _train_config(args):
+    from .training import TrainConfig
+
+    return TrainConfig(
+        arch=args.arch, epochs=args.epochs, batch_size=getattr(args, "batch_size", None),
+        optimizer=getattr(args, "optimizer", None), learning_rate=getattr(args, "lr", None),
+        validation_fraction=getattr(args, "val_fraction", 0.1), seed=args.seed, limit=args.limit,
+        precision=getattr(args, "precision", "float32"),
+        pretrain_epochs=getattr(args, "pretrain_epochs", None),
+        fine_tune_epochs=getattr(args, "fine_tune_epochs", None),
+        class_weights=getattr(args, "class_weights", False),
+    )
+
+
+def cmd_train(args):
+    from .registry import Registry, suggest_name
+    from .runs import train_and_save
+
+    config = _train_config(args).resolve()  # fail fast before loading data
+    name = args.name or suggest_name(f"{args.arch}-{config.epochs}ep")
+    registry = Registry()
+    if (registry.root / name).exists() and not args.overwrite:
+        raise CommandError(f"a model named {name!r} already exists; use --name or --overwrite.")
+    dataset = _dataset_from_args(args)
+    command = shlex.join(["python", "-m", "fashion_core", *sys.argv[1:]]) if args.record_argv else None
+    entry, result, evaluation = train_and_save(
+        dataset, config, name, registry=registry, verbose=1 if not args.quiet else 0,
+        overwrite=args.overwrite, command=command,
+    )
+    meta = entry.metadata
+    payload = {
+        "name": entry.name,
+        "arch": meta["arch"],
+        "test_accuracy": meta["test_accuracy"],
+        "flip_tta_accuracy": meta.get("flip_tta_accuracy"),
+        "epochs": meta["epochs_run"],
+        "train_seconds": meta["train_seconds"],
+        "params": meta["params"],
+        "path": str(entry.path),
+    }
+    human = (f"saved {entry.name} ({meta['arch']}): test accuracy {meta['test_accuracy']:.4f}"
+             + (f", flip-TTA {meta['flip_tta_accuracy']:.4f}" if meta.get("flip_tta_accuracy") else "")
+             + f", {meta['train_seconds']:.0f} s of training → {entry.path}")
+    _emit(args, payload, human)
+
+
+def cmd_evaluate(args):
+    from .evaluation import evaluate_model
+    from .registry import Registry
+
+    registry = Registry()
+    entry = registry.get(args.name)
+    model = registry.load_classifier(args.name)
+    dataset = _dataset_for_model(entry.metadata)
+    result = evaluate_model(model, dataset)
+    registry.update_json(args.name, "evaluation.json", result)
+    payload = {"name": entry.name, **{k: result[k] for k in ("accuracy", "loss", "top_k_accuracy", "confusion_matrix", "per_class", "macro_f1", "n_samples")}}
+    lines = [f"{entry.name}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on {result['n_samples']} test images",
+             f"{'class':<14}{'precision':>10}{'recall':>8}{'f1':>8}{'specif.':>9}{'support':>9}"]
+    for row in result["per_class"]:
+        lines.append(f"{row['class']:<14}{row['precision']:>10.3f}{row['recall']:>8.3f}{row['f1']:>8.3f}"
+                     f"{row['specificity']:>9.3f}{row['support']:>9d}")
+    _emit(args, payload, "\n".join(lines))
+
+
+def _dataset_for_model(metadata):
+    """The dataset a model was trained on (never another one)."""
+    from .data import load_dataset
+
+    spec = metadata.get("dataset") or {"kind": "fashion-mnist"}
+    dataset = load_dataset(spec)
+    expected = metadata.get("class_names")
+    if expected and list(dataset.class_names) != list(expected):
+        raise CommandError("the model's dataset has changed since training (different classes); refusing to evaluate.")
+    return dataset
+
+
+def cmd_cv(args):
+    from .training import TrainConfig, cross_validate
+
+    config = TrainConfig(arch=args.arch, epochs=args.epochs, seed=args.seed, limit=args.limit,
+                         validation_fraction=0.0).resolve()
+    dataset = _dataset_from_args(args)
+    result = cross_validate(dataset, config, folds=args.folds, verbose=0 if args.quiet else 1)
+    if args.save_to:
+        from .registry import Registry
+
+        Registry().update_json(args.save_to, "cv.json", result)
+    lines = [f"{args.folds}-fold cross-validation of {args.arch}:"]
+    for row in result["folds"]:
+        lines.append(f"  fold {row['fold']}: train {row['train_accuracy']:.4f}  test {row['test_accuracy']:.4f}")
+    lines.append(f"  mean test {result['mean_test_accuracy']:.4f} ± {result['std_test_accuracy']:.4f}, "
+                 f"mean train {result['mean_train_accuracy']:.4f} ± {result['std_train_accuracy']:.4f}")
+    _emit(args, result, "\n".join(lines))
+
+
+def cmd_sweep(args):
+    from .training import TrainConfig, sweep
+
+    config = TrainConfig(arch=args.arch, epochs=args.epochs, seed=args.seed, limit=args.limit).resolve()
+    dataset = _dataset_from_args(args)
+    result = sweep(dataset, config, optimizers=args.optimizers, learning_rates=args.lrs,
+                   verbose=0 if args.quiet else 1)
+    if args.save_to:
+        from .registry import Registry
+
+        Registry().update_json(args.save_to, "sweep.json", result)
+    lines = [f"{'optimizer':<10}{'lr':>10}{'val acc':>9}{'test acc':>10}"]
+    for r in result["runs"]:
+        lines.append(f"{r['optimizer']:<10}{r['learning_rate']:>10g}{r['val_accuracy']:>9.4f}{r['test_accuracy']:>10.4f}")
+    _emit(args, result, "\n".join(lines))
+
+
+def cmd_list(args):
+    from .registry import Registry
+
+    entries, problems = Registry().scan()
+    rows = [e.summary() for e in entries]
+    for folder, reason in problems:
+        print(f"skipped {folder}: {reason}", file=sys.stderr)
+    if not rows:
+        _emit(args, rows, "no models yet: train one with `python -m fashion_core train --arch fashion_net`.")
+        return
+    lines = [f"{'name':<28}{'arch':<22}{'test acc':>9}{'size MB':>9}  created"]
+    for r in rows:
+        acc = f"{r['test_accuracy']:.4f}" if isinstance(r["test_accuracy"], (int, float)) else "-"
+        lines.append(f"{r['name']:<28}{r['arch']:<22}{acc:>9}{r['size_mb']:>9}  {r['created']}")
+    _emit(args, rows, "\n".join(lines))
+
+
+def cmd_import(args):
+    from .data import load_dataset
+    from .registry import Registry, dataset_metadata
+
+    dataset = _dataset_from_args(args) if args.data_dir else load_dataset()
+    entry = Registry().import_model(args.file, args.name, dataset_metadata(dataset))
+    _emit(args, {"name": entry.name, "path": str(entry.path)}, f"imported {args.file} as {entry.name}")
+
+
+def cmd_export(args):
+    from .registry import Registry
+
+    out = Registry().export(args.name, args.out)
+    _emit(args, {"name": args.name, "path": str(out)}, f"exported {args.name} → {out}")
+
+
+def cmd_delete(args):
+    from .registry import Registry
+
+    Registry().delete(args.name)
+    _emit(args, {"name": args.name, "deleted": True}, f"deleted {args.name}")
+
+
+def build_parser():
+    from .training import OPTIMIZERS, PRECISIONS
+    from .zoo import ARCHITECTURES
+
+    parser = argparse.ArgumentParser(prog="python -m fashion_core", description="Fashion image classification studio: engine CLI.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model and save it to the registry")
+    p.add_argument("--arch", required=True, choices=list(ARCHITECTURES))
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS))
+    p.add_argument("--lr", type=float)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--limit", type=int, help="train on a random subset of this many images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name")
+    p.add_argument("--precision", choices=list(PRECISIONS), default="float32",
+                   help="mixed_bfloat16 trains faster on CPUs with bf16 support; the saved model is float32")
+    p.add_argument("--pretrain-epochs", type=int, help="autoencoder epochs (autoencoder models)")
+    p.add_argument("--fine-tune-epochs", type=int, help="whole-network fine-tuning epochs (conv_autoencoder)")
+    p.add_argument("--class-weights", action="store_true", help="balance classes by weighting the loss")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--record-argv", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true")
+    _add_dataset_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a saved model on its dataset's test set")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("cv", help="k-fold cross-validation (seed 003's method)")
+    p.add_argument("--arch", required=True, choices=list(ARCHITECTURES))
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--limit", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-to", metavar="MODEL", help="store the result with this registry model")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--json", action="store_true")
+    _add_dataset_args(p)
+    p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser("sweep", help="compare optimizers and learning rates (seed 000's study)")
+    p.add_argument("--arch", required=True, choices=list(ARCHITECTURES))
+    p.add_argument("--optimizers", nargs="+", default=["adam", "rmsprop", "adadelta"], choices=list(OPTIMIZERS))
+    p.add_argument("--lrs", nargs="+", type=float, default=[1e-3, 1e-4])
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--limit", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-to", metavar="MODEL")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--json", action="store_true")
+    _add_dataset_args(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("list", help="list the models in the registry")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("import", help="add a .keras file to the registry (validated, safe mode)")
+    p.add_argument("file")
+    p.add_argument("--name", required=True)
+    p.add_argument("--json", action="store_true")
+    _add_dataset_args(p)
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export", help="copy a model's .keras file out of the registry")
+    p.add_argument("name")
+    p.add_argument("out")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("delete", help="delete a model from the registry")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_delete)
+
+    for extension in _EXTENSIONS:
+        extension(sub)
+    return parser
+
+
+# Other modules (classify, bench) register their sub-commands here to keep this file small.
+_EXTENSIONS = []
+
+
+def register_command(builder):
+    _EXTENSIONS.append(builder)
+    return builder
+
+
+def _load_extensions():
+    from . import cli_extensions  # noqa: F401  (registers classify, bench, ...)
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _load_extensions()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # With --json, stdout carries exactly one JSON value: Keras' progress goes to stderr.
+    redirect = contextlib.redirect_stdout(sys.stderr) if getattr(args, "json", False) else contextlib.nullcontext()
+    real_stdout = sys.stdout
+    try:
+        with redirect:
+            result = _run(args, real_stdout)
+    except FashionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def _run(args, real_stdout):
+    args.stdout = real_stdout  # the payload goes here even while Keras' output is redirected
+    return args.func(args)

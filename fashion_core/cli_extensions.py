@@ -1,0 +1,1 @@
+"""Sub-commands that live in their own modules register here (imported by ``cli.main``)."""

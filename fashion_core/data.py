@@ -1,0 +1,303 @@
+"""Datasets: Fashion-MNIST from IDX files, and the ``Dataset`` object everything else reads.
+
+A ``Dataset`` carries its arrays, class names and image shape, so nothing downstream needs to
+know that Fashion-MNIST is 28x28x1 with 10 classes. Images are stored as uint8
+``(N, H, W, C)`` (background 0) to keep memory low; ``to_model_input`` turns them into the
+float32 [0, 1] tensors of the model contract.
+
+Fashion-MNIST is looked up in this order: an explicit folder, ``$FASHION_MNIST_DIR``, Keras'
+cache folder (``~/.keras/datasets/fashion-mnist``), then Keras' own download.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .classes import FASHION_MNIST_CLASSES
+from .errors import DataError
+
+FASHION_MNIST_DIR_ENV = "FASHION_MNIST_DIR"
+FASHION_MNIST_FILES = {
+    "x_train": "train-images-idx3-ubyte.gz",
+    "y_train": "train-labels-idx1-ubyte.gz",
+    "x_test": "t10k-images-idx3-ubyte.gz",
+    "y_test": "t10k-labels-idx1-ubyte.gz",
+}
+FASHION_MNIST_COUNTS = {"x_train": 60000, "y_train": 60000, "x_test": 10000, "y_test": 10000}
+FASHION_MNIST_SPEC = {"kind": "fashion-mnist"}
+
+IDX_IMAGES_MAGIC = 2051
+IDX_LABELS_MAGIC = 2049
+
+OFFLINE_HELP = (
+    "Fashion-MNIST was not found and could not be downloaded. Put the four IDX .gz files "
+    "({files}) in a folder and set FASHION_MNIST_DIR to it, e.g. "
+    "`export FASHION_MNIST_DIR=../shared/data/fashion-mnist`, or copy them to {cache}."
+)
+
+
+@dataclass
+class Dataset:
+    """Images, labels and metadata of one labelled image collection.
+
+    Attributes
+    ----------
+    name : str
+        Short human name ("Fashion-MNIST", or the catalogue folder's name).
+    class_names : tuple of str
+        Class names in label order; model outputs follow this order.
+    x_train, x_test : ndarray of shape (n_samples, height, width, channels), uint8
+        Images with background 0 (dark), garment bright.
+    y_train, y_test : ndarray of shape (n_samples,), int64
+        Class indices.
+    spec : dict
+        JSON-able recipe that reloads this dataset (stored with every model).
+    source : str
+        Where the data was read from, for people.
+    skipped : list of (str, str)
+        Files that could not be read (path, reason); empty for Fashion-MNIST.
+    """
+
+    name: str
+    class_names: tuple
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    spec: dict = field(default_factory=dict)
+    source: str = ""
+    skipped: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.class_names = tuple(self.class_names)
+        for split in ("train", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if x.ndim != 4:
+                raise DataError(f"{self.name}: {split} images must be (N, H, W, C), got {x.shape}.")
+            if len(x) != len(y):
+                raise DataError(f"{self.name}: {len(x)} {split} images but {len(y)} labels.")
+            if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
+                raise DataError(f"{self.name}: {split} labels outside 0..{self.num_classes - 1}.")
+
+    @property
+    def image_shape(self):
+        """(height, width, channels) of one image."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    @property
+    def is_color(self):
+        return self.image_shape[-1] == 3
+
+    def describe(self):
+        """Plain dict for tables and JSON."""
+        h, w, c = self.image_shape
+        return {
+            "name": self.name,
+            "classes": list(self.class_names),
+            "image_shape": [h, w, c],
+            "train_size": int(len(self.y_train)),
+            "test_size": int(len(self.y_test)),
+            "source": self.source,
+        }
+
+    def class_counts(self, split="train"):
+        """Number of images per class, in class order."""
+        y = getattr(self, f"y_{split}")
+        return np.bincount(y, minlength=self.num_classes)
+
+    def subset(self, limit, seed=0):
+        """A copy with at most ``limit`` training and ``limit // 5`` test images (stratified-ish
+        random sample), for quick experiments. ``limit=None`` returns self."""
+        if not limit:
+            return self
+        rng = np.random.default_rng(seed)
+        train_idx = np.sort(rng.permutation(len(self.y_train))[: int(limit)])
+        test_limit = max(int(limit) // 5, min(len(self.y_test), 100))
+        test_idx = np.sort(rng.permutation(len(self.y_test))[:test_limit])
+        return Dataset(
+            name=self.name,
+            class_names=self.class_names,
+            x_train=self.x_train[train_idx],
+            y_train=self.y_train[train_idx],
+            x_test=self.x_test[test_idx],
+            y_test=self.y_test[test_idx],
+            spec=self.spec,
+            source=self.source,
+            skipped=self.skipped,
+        )
+
+
+def to_model_input(images):
+    """uint8 images (N, H, W, C) → float32 in [0, 1], the model contract's input."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    return images.astype(np.float32, copy=False)
+
+
+def train_validation_split(n_samples, validation_fraction, seed=0, labels=None):
+    """Indices (train_idx, val_idx) of a seeded split of the *training* data.
+
+    Stratified by ``labels`` when given, so every class appears in validation.
+    """
+    if not 0.0 <= validation_fraction < 1.0:
+        raise DataError(f"validation fraction must be in [0, 1), got {validation_fraction}.")
+    indices = np.arange(n_samples)
+    if validation_fraction == 0:
+        return indices, indices[:0]
+    from sklearn.model_selection import train_test_split
+
+    stratify = labels if labels is not None and np.bincount(labels).min() >= 2 else None
+    train_idx, val_idx = train_test_split(
+        indices, test_size=validation_fraction, random_state=seed, stratify=stratify
+    )
+    return np.sort(train_idx), np.sort(val_idx)
+
+
+# --- IDX files -------------------------------------------------------------------------------
+
+
+def read_idx(path, expected_magic=None, expected_count=None):
+    """Read one IDX file (optionally gzipped) into a uint8 array.
+
+    Validates the magic number, the dimension count and that the payload holds exactly
+    ``prod(dims)`` bytes, so a truncated or foreign file is a clear ``DataError``.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found.") from None
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: not a readable IDX file ({exc}).") from None
+    if len(raw) < 8:
+        raise DataError(f"{path}: too short to be an IDX file ({len(raw)} bytes).")
+    magic = struct.unpack(">I", raw[:4])[0]
+    if expected_magic is not None and magic != expected_magic:
+        raise DataError(f"{path}: IDX magic number {magic}, expected {expected_magic}.")
+    dtype_code, ndim = raw[2], raw[3]
+    if raw[0] != 0 or raw[1] != 0 or dtype_code != 0x08 or not 1 <= ndim <= 4:
+        raise DataError(f"{path}: not an unsigned-byte IDX file (header {raw[:4].hex()}).")
+    header_len = 4 + 4 * ndim
+    if len(raw) < header_len:
+        raise DataError(f"{path}: header truncated.")
+    dims = struct.unpack(f">{ndim}I", raw[4:header_len])
+    expected_bytes = int(np.prod(dims, dtype=np.int64))
+    payload = len(raw) - header_len
+    if payload != expected_bytes:
+        raise DataError(
+            f"{path}: holds {payload} bytes of data but its header announces {dims} "
+            f"({expected_bytes} bytes); the file is truncated or corrupt."
+        )
+    if expected_count is not None and dims[0] != expected_count:
+        raise DataError(f"{path}: {dims[0]} items, expected {expected_count}.")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(dims)
+
+
+def keras_cache_dir():
+    """Where Keras keeps downloaded Fashion-MNIST files."""
+    base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(base) / "datasets" / "fashion-mnist"
+
+
+def _has_idx_files(folder):
+    return folder is not None and all((Path(folder) / f).is_file() for f in FASHION_MNIST_FILES.values())
+
+
+def find_fashion_mnist_dir(folder=None):
+    """The folder holding the four IDX files, or None. An explicit ``folder`` must have them;
+    otherwise ``$FASHION_MNIST_DIR`` then Keras' cache folder are tried."""
+    if folder:
+        if not _has_idx_files(folder):
+            raise DataError(
+                f"{folder}: does not contain the Fashion-MNIST files "
+                f"({', '.join(FASHION_MNIST_FILES.values())})."
+            )
+        return Path(folder)
+    for candidate in (os.environ.get(FASHION_MNIST_DIR_ENV), keras_cache_dir()):
+        if candidate and _has_idx_files(candidate):
+            return Path(candidate)
+    return None
+
+
+def load_fashion_mnist_arrays(folder):
+    """The four arrays from one folder of IDX files, validated."""
+    folder = Path(folder)
+    arrays = {}
+    for key, filename in FASHION_MNIST_FILES.items():
+        magic = IDX_IMAGES_MAGIC if key.startswith("x") else IDX_LABELS_MAGIC
+        arrays[key] = read_idx(folder / filename, magic, FASHION_MNIST_COUNTS[key])
+    for key in ("x_train", "x_test"):
+        if arrays[key].shape[1:] != (28, 28):
+            raise DataError(f"{folder}: {key} images are {arrays[key].shape[1:]}, expected 28x28.")
+    return arrays
+
+
+def _download_with_keras():
+    """Keras' own download (what online users get); None when offline."""
+    try:
+        from keras.datasets import fashion_mnist
+
+        (x_train, y_train), (x_test, y_test) = fashion_mnist.load_data()
+    except Exception:  # any network or file failure: we explain below
+        return None
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def load_fashion_mnist(folder=None, allow_download=True):
+    """Fashion-MNIST as a ``Dataset``.
+
+    Parameters
+    ----------
+    folder : path, optional
+        Folder with the four IDX .gz files. Otherwise ``$FASHION_MNIST_DIR``, Keras' cache,
+        then a Keras download are tried.
+    allow_download : bool
+        Set False to fail fast instead of trying the network.
+    """
+    found = find_fashion_mnist_dir(folder)
+    if found is not None:
+        arrays = load_fashion_mnist_arrays(found)
+        source = str(found)
+    else:
+        arrays = _download_with_keras() if allow_download else None
+        if arrays is None:
+            raise DataError(
+                OFFLINE_HELP.format(files=", ".join(FASHION_MNIST_FILES.values()), cache=keras_cache_dir())
+            )
+        source = "downloaded by Keras"
+    return Dataset(
+        name="Fashion-MNIST",
+        class_names=FASHION_MNIST_CLASSES,
+        x_train=arrays["x_train"][..., None],
+        y_train=arrays["y_train"].astype(np.int64),
+        x_test=arrays["x_test"][..., None],
+        y_test=arrays["y_test"].astype(np.int64),
+        spec=dict(FASHION_MNIST_SPEC),
+        source=source,
+    )
+
+
+def load_dataset(spec=None, **kwargs):
+    """Reload a dataset from the JSON recipe stored with a model (default: Fashion-MNIST)."""
+    spec = dict(spec or FASHION_MNIST_SPEC)
+    kind = spec.get("kind")
+    if kind == "fashion-mnist":
+        return load_fashion_mnist(**kwargs)
+    if kind == "folder":
+        from .catalogue import load_catalogue
+
+        return load_catalogue(**{k: v for k, v in spec.items() if k != "kind"})
+    raise DataError(f"unknown dataset kind {kind!r}.")

@@ -1,0 +1,357 @@
+"""The model registry: the one module that knows the ``models/`` folder layout.
+
+Layout (one folder per model)::
+
+    models/<name>/model.keras        the classifier (model contract)
+    models/<name>/autoencoder.keras  autoencoder-based models only (reconstructions, latent)
+    models/<name>/metadata.json      architecture, hyper-parameters, dataset, metrics, command
+    models/<name>/history.json       training curves per stage
+    models/<name>/evaluation.json    test-set evaluation (confusion matrix, per class, mistakes)
+    models/<name>/cv.json, sweep.json  optional experiment results
+
+Saving is atomic: everything is written into a hidden temporary folder that is renamed into
+place at the end, so a process killed mid-save leaves no half model in the listing. Loading
+always uses Keras safe mode, so a model file can never run code.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InvalidNameError, ModelFileError, ModelNotFoundError
+
+MODELS_DIR_ENV = "FASHION_MODELS_DIR"
+MODEL_FILE = "model.keras"
+AUTOENCODER_FILE = "autoencoder.keras"
+METADATA_FILE = "metadata.json"
+HISTORY_FILE = "history.json"
+EVALUATION_FILE = "evaluation.json"
+EXPERIMENT_FILES = {"cv": "cv.json", "sweep": "sweep.json"}
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_IMPORT_BYTES = 200 * 1024 * 1024
+
+
+def default_models_dir():
+    """``$FASHION_MODELS_DIR`` or the repository's ``models/`` folder."""
+    env = os.environ.get(MODELS_DIR_ENV)
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+
+
+def validate_name(name):
+    """Return ``name`` if it is a safe model name, else raise ``InvalidNameError``.
+
+    Allowed: 1–64 letters, digits, '_', '-', '.', starting with a letter or digit, and no '..'
+    (so ``../x``, absolute paths and hidden folders are refused).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidNameError("a model name is required.")
+    if not NAME_PATTERN.match(name) or ".." in name:
+        raise InvalidNameError(
+            f"invalid model name {name!r}: use 1–64 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit (no spaces, slashes or '..')."
+        )
+    return name
+
+
+def suggest_name(text):
+    """Turn any text into a valid model name (for default names in the dashboard)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-._")[:64] or "model"
+    return re.sub(r"\.{2,}", ".", cleaned)
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (Path,)):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json_atomic(path, data):
+    """Write JSON to ``path`` via a temporary file + rename (never a half-written file)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=1, default=_json_default)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_keras_file(path):
+    """Load a ``.keras`` file in safe mode, turning every failure into a ``ModelFileError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path.name}: file not found.")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path.name}: not a Keras model file (a .keras file is a zip archive).")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except zipfile.BadZipFile as exc:
+        raise ModelFileError(f"{path.name}: damaged archive ({exc}).") from None
+    if "config.json" not in names:
+        raise ModelFileError(f"{path.name}: not a Keras 3 model file (no config.json inside).")
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types; all mean "unusable file"
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "lambda" in message.lower() or "safe_mode" in message or "unsafe" in message.lower():
+            raise ModelFileError(
+                f"{path.name}: refused: the model contains code (e.g. a Lambda layer), which safe "
+                "mode never runs. Rebuild it with built-in layers only."
+            ) from None
+        raise ModelFileError(f"{path.name}: could not be loaded as a Keras model: {message[:300]}") from None
+
+
+def check_classifier(model, image_shape, num_classes):
+    """Check a loaded model against a dataset: input (H, W, C), class count, softmax output."""
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) != 1:
+        raise ModelFileError(f"the model must take one image input; it takes {len(inputs)}.")
+    got = tuple(inputs[0].shape[1:])
+    if got != tuple(image_shape):
+        raise ModelFileError(
+            f"the model expects images of shape {got}, but this dataset's images are {tuple(image_shape)}."
+        )
+    out_shape = tuple(model.outputs[0].shape[1:]) if getattr(model, "outputs", None) else ()
+    if out_shape != (num_classes,):
+        raise ModelFileError(f"the model outputs {out_shape}, but this dataset has {num_classes} classes.")
+    probe = np.asarray(model(np.zeros((1, *image_shape), np.float32), training=False))
+    if not np.all(np.isfinite(probe)) or abs(float(probe.sum()) - 1.0) > 1e-3 or probe.min() < -1e-6:
+        raise ModelFileError("the model's output is not a probability distribution (softmax expected).")
+
+
+@dataclass
+class ModelEntry:
+    """One usable model folder."""
+
+    name: str
+    path: Path
+    metadata: dict
+
+    @property
+    def model_file(self):
+        return self.path / MODEL_FILE
+
+    @property
+    def has_autoencoder(self):
+        return (self.path / AUTOENCODER_FILE).is_file()
+
+    def summary(self):
+        """Row for tables: name, arch, test_accuracy, size, created."""
+        size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+        return {
+            "name": self.name,
+            "arch": self.metadata.get("arch", "imported"),
+            "test_accuracy": self.metadata.get("test_accuracy"),
+            "dataset": self.metadata.get("dataset_name", ""),
+            "size_mb": round(size / 1e6, 2),
+            "created": self.metadata.get("created_at", ""),
+            "has_encoder": self.has_autoencoder,
+        }
+
+
+class Registry:
+    """The ``models/`` folder: list, load, save, import, export, delete."""
+
+    def __init__(self, root=None):
+        self.root = Path(root) if root else default_models_dir()
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def scan(self):
+        """``(entries, problems)``: usable models sorted by name, and ``(folder, reason)`` for
+        folders that are corrupt or foreign (reported, never fatal). Hidden folders (our
+        temporary saves) are ignored."""
+        entries, problems = [], []
+        if not self.root.is_dir():
+            return entries, problems
+        for folder in sorted(self.root.iterdir()):
+            if not folder.is_dir() or folder.name.startswith((".", "_")):
+                continue
+            try:
+                entries.append(self._read_entry(folder))
+            except ModelFileError as exc:
+                problems.append((folder.name, str(exc)))
+        return entries, problems
+
+    def list(self):
+        return self.scan()[0]
+
+    def names(self):
+        return [e.name for e in self.list()]
+
+    def _read_entry(self, folder):
+        if not NAME_PATTERN.match(folder.name):
+            raise ModelFileError("folder name is not a valid model name.")
+        meta_path = folder / METADATA_FILE
+        if not meta_path.is_file() or not (folder / MODEL_FILE).is_file():
+            raise ModelFileError(f"missing {METADATA_FILE} or {MODEL_FILE}.")
+        try:
+            metadata = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"unreadable {METADATA_FILE}: {exc}.") from None
+        if not isinstance(metadata, dict):
+            raise ModelFileError(f"{METADATA_FILE} is not a JSON object.")
+        return ModelEntry(folder.name, folder, metadata)
+
+    def get(self, name):
+        validate_name(name)
+        folder = self.root / name
+        if not folder.is_dir():
+            raise ModelNotFoundError(f"no model named {name!r} in {self.root}.")
+        return self._read_entry(folder)
+
+    def load_classifier(self, name):
+        return load_keras_file(self.get(name).model_file)
+
+    def load_autoencoder(self, name):
+        """The autoencoder of an autoencoder-based model, or None."""
+        entry = self.get(name)
+        return load_keras_file(entry.path / AUTOENCODER_FILE) if entry.has_autoencoder else None
+
+    def read_json(self, name, filename):
+        """A JSON side file (history, evaluation, cv, sweep) or None when absent/unreadable."""
+        path = self.get(name).path / filename
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def history(self, name):
+        return self.read_json(name, HISTORY_FILE) or {}
+
+    def evaluation(self, name):
+        return self.read_json(name, EVALUATION_FILE)
+
+    def experiments(self, name):
+        """{"cv": ..., "sweep": ...} for whichever experiment files exist."""
+        return {k: v for k, f in EXPERIMENT_FILES.items() if (v := self.read_json(name, f)) is not None}
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def save(self, name, classifier, metadata, history=None, evaluation=None, autoencoder=None,
+             extra_json=None, overwrite=False):
+        """Write a model folder atomically and return its ``ModelEntry``.
+
+        Everything goes into ``.<name>.<random>.tmp`` first; only the final ``rename`` makes the
+        model visible. With ``overwrite`` the old folder is swapped out and then removed.
+        """
+        validate_name(name)
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.root / name
+        if final.exists() and not overwrite:
+            raise InvalidNameError(f"a model named {name!r} already exists; choose another name or delete it first.")
+        staging = self.root / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+        staging.mkdir()
+        try:
+            classifier.save(staging / MODEL_FILE)
+            if autoencoder is not None:
+                autoencoder.save(staging / AUTOENCODER_FILE)
+            metadata = dict(metadata)
+            metadata["name"] = name
+            metadata.setdefault("created_at", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+            for filename, data in ((HISTORY_FILE, history), (EVALUATION_FILE, evaluation), *(extra_json or {}).items()):
+                if data is not None:
+                    write_json_atomic(staging / filename, data)
+            write_json_atomic(staging / METADATA_FILE, metadata)  # written last: marks completeness
+            self._swap_into_place(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return self.get(name)
+
+    def _swap_into_place(self, staging, final):
+        if final.exists():
+            trash = self.root / f".{final.name}.{uuid.uuid4().hex[:8]}.old"
+            os.replace(final, trash)
+            os.replace(staging, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(staging, final)
+
+    def update_json(self, name, filename, data):
+        """Atomically (re)write one side file of an existing model (cv, sweep, evaluation...)."""
+        entry = self.get(name)
+        write_json_atomic(entry.path / filename, data)
+
+    def update_metadata(self, name, **fields):
+        entry = self.get(name)
+        write_json_atomic(entry.path / METADATA_FILE, {**entry.metadata, **fields})
+
+    def delete(self, name):
+        entry = self.get(name)
+        trash = self.root / f".{name}.{uuid.uuid4().hex[:8]}.deleted"
+        os.replace(entry.path, trash)  # disappears from the listing at once
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def export(self, name, destination):
+        """Copy the model's ``.keras`` file to ``destination`` (a file path or a folder)."""
+        entry = self.get(name)
+        destination = Path(destination)
+        if destination.is_dir():
+            destination = destination / f"{name}.keras"
+        shutil.copyfile(entry.model_file, destination)
+        return destination
+
+    def import_model(self, source, name, dataset_meta, overwrite=False):
+        """Validate a user's ``.keras`` file (safe mode, shape, classes) and add it to the registry.
+
+        ``dataset_meta`` is a dict with ``spec``, ``name``, ``class_names``, ``image_shape``
+        (see ``dataset_metadata``). The user's file is evaluated by the caller if wanted.
+        """
+        validate_name(name)
+        source = Path(source)
+        if source.is_file() and source.stat().st_size > MAX_IMPORT_BYTES:
+            raise ModelFileError(f"{source.name}: larger than {MAX_IMPORT_BYTES // 2**20} MB.")
+        model = load_keras_file(source)
+        check_classifier(model, dataset_meta["image_shape"], len(dataset_meta["class_names"]))
+        metadata = {
+            "arch": "imported",
+            "title": f"Imported from {source.name}",
+            "params": int(model.count_params()),
+            "command": None,
+            **dataset_metadata_fields(dataset_meta),
+        }
+        return self.save(name, model, metadata, overwrite=overwrite)
+
+
+def dataset_metadata(dataset):
+    """What a model must remember about its dataset."""
+    return {
+        "spec": dict(dataset.spec),
+        "name": dataset.name,
+        "class_names": list(dataset.class_names),
+        "image_shape": list(dataset.image_shape),
+    }
+
+
+def dataset_metadata_fields(meta):
+    return {
+        "dataset": meta["spec"],
+        "dataset_name": meta["name"],
+        "class_names": list(meta["class_names"]),
+        "image_shape": list(meta["image_shape"]),
+    }

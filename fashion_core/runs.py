@@ -1,0 +1,98 @@
+"""A run: train → evaluate on the test set → save to the registry, in one call.
+
+Used by the CLI ``train`` command and the dashboard's Train page, so a model trained either
+way carries the same metadata (including the CLI command that reproduces it).
+"""
+
+from __future__ import annotations
+
+import platform
+import shlex
+from dataclasses import asdict
+
+import numpy as np
+
+from . import zoo
+from .evaluation import evaluate_model
+from .registry import Registry, dataset_metadata, dataset_metadata_fields, validate_name
+from .training import TrainConfig, train
+
+
+def reproduce_command(config, name, dataset_spec):
+    """The ``python -m fashion_core train ...`` line that reproduces a run."""
+    parts = ["python", "-m", "fashion_core", "train", "--arch", config.arch,
+             "--epochs", str(config.epochs), "--batch-size", str(config.batch_size),
+             "--optimizer", config.optimizer, "--lr", repr(config.learning_rate),
+             "--val-fraction", repr(config.validation_fraction), "--seed", str(config.seed)]
+    if config.limit:
+        parts += ["--limit", str(config.limit)]
+    if config.precision != "float32":
+        parts += ["--precision", config.precision]
+    if config.pretrain_epochs:
+        parts += ["--pretrain-epochs", str(config.pretrain_epochs)]
+    if config.fine_tune_epochs:
+        parts += ["--fine-tune-epochs", str(config.fine_tune_epochs)]
+    if config.class_weights:
+        parts += ["--class-weights"]
+    if dataset_spec.get("kind") == "folder":
+        parts += ["--data-dir", str(dataset_spec["path"]), "--image-size", str(dataset_spec["image_size"])]
+        if dataset_spec.get("color"):
+            parts += ["--color"]
+    parts += ["--name", name]
+    return shlex.join(parts)
+
+
+def train_and_save(dataset, config, name, registry=None, progress=None, verbose=0, overwrite=False,
+                   command=None, tta=None):
+    """Train, evaluate on the test set and save atomically. Returns ``(entry, result, evaluation)``.
+
+    The name is validated *before* training so a bad name never costs a training run.
+    """
+    registry = registry or Registry()
+    validate_name(name)
+    if not overwrite and (registry.root / name).exists():
+        from .errors import InvalidNameError
+
+        raise InvalidNameError(f"a model named {name!r} already exists; choose another name or delete it first.")
+    config = config.resolve()
+    result = train(dataset, config, progress=progress, verbose=verbose)
+    eval_data = dataset.subset(config.limit, seed=config.seed) if config.limit else dataset
+    use_tta = config.arch == "fashion_net" if tta is None else tta
+    evaluation = evaluate_model(result.model, eval_data, tta=use_tta)
+    spec = zoo.get_spec(config.arch)
+    import keras
+
+    stages = result.history
+    metadata = {
+        "arch": config.arch,
+        "title": spec.title,
+        "source": spec.source,
+        "paper_accuracy": spec.paper_accuracy,
+        "hyper_parameters": asdict(config),
+        **dataset_metadata_fields(dataset_metadata(dataset)),
+        "train_size": int(len(eval_data.y_train)),
+        "test_size": int(len(eval_data.y_test)),
+        "test_accuracy": evaluation["accuracy"],
+        "test_loss": evaluation["loss"],
+        "flip_tta_accuracy": evaluation.get("flip_tta_accuracy"),
+        "epochs_run": {stage: len(h.get("loss", [])) for stage, h in stages.items()},
+        "train_seconds": round(result.train_seconds, 1),
+        "params": zoo.count_params(result.model),
+        "cancelled": result.cancelled,
+        "command": command or reproduce_command(config, name, dataset.spec),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "keras_version": keras.__version__,
+    }
+    metadata.update(_ood_calibration(result, eval_data))
+    entry = registry.save(name, result.model, metadata, history=stages, evaluation=evaluation,
+                          autoencoder=result.bundle.autoencoder, overwrite=overwrite)
+    return entry, result, evaluation
+
+
+def _ood_calibration(result, dataset):
+    """Reconstruction-error statistics on the test set, for flagging out-of-distribution inputs."""
+    try:
+        from .ood import calibrate
+    except ImportError:  # calibration module not available
+        return {}
+    return calibrate(result.bundle, dataset)

@@ -1,0 +1,431 @@
+"""Training: one ``train`` entry point, k-fold cross-validation and optimizer/learning-rate sweeps.
+
+All three take a ``Dataset`` and report progress through a ``TrainingProgress`` object, so the
+CLI (Keras progress bars) and the dashboard (``st.progress`` + live chart) share this code.
+Parameters are validated in ``TrainConfig`` before any work starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import zoo
+from .data import to_model_input, train_validation_split
+from .errors import InvalidParameterError
+
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adadelta")
+LR_SCHEDULES = ("constant", "warmup_cosine")
+PRECISIONS = ("float32", "mixed_bfloat16")
+MAX_EPOCHS = 1000
+MAX_BATCH_SIZE = 8192
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of one training run; ``None`` means "the architecture's default".
+
+    Validated by ``resolve()`` before anything is built, so a bad value is one clear error.
+    """
+
+    arch: str
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    learning_rate: float | None = None
+    validation_fraction: float = 0.1
+    seed: int = 0
+    limit: int | None = None
+    lr_schedule: str | None = None
+    label_smoothing: float | None = None
+    weight_decay: float | None = None
+    patience: int | None = None
+    pretrain_epochs: int | None = None
+    fine_tune_epochs: int | None = None
+    precision: str = "float32"
+    class_weights: bool = False
+    build_options: dict = field(default_factory=dict)
+
+    def resolve(self):
+        """A copy with defaults filled in from the architecture, after checking every value."""
+        spec = zoo.get_spec(self.arch)
+        c = TrainConfig(**asdict(self))
+        c.epochs = spec.epochs if c.epochs is None else c.epochs
+        c.batch_size = spec.batch_size if c.batch_size is None else c.batch_size
+        c.optimizer = (c.optimizer or spec.optimizer).lower()
+        c.learning_rate = spec.learning_rate if c.learning_rate is None else c.learning_rate
+        c.lr_schedule = c.lr_schedule or spec.lr_schedule
+        c.label_smoothing = spec.label_smoothing if c.label_smoothing is None else c.label_smoothing
+        c.weight_decay = spec.weight_decay if c.weight_decay is None else c.weight_decay
+        if spec.pretrain:
+            c.pretrain_epochs = c.pretrain_epochs if c.pretrain_epochs is not None else min(
+                c.epochs, spec.extra.get("pretrain_epochs", c.epochs)
+            )
+            c.fine_tune_epochs = spec.extra.get("fine_tune_epochs", 0) if c.fine_tune_epochs is None else c.fine_tune_epochs
+            c.fine_tune_epochs = min(c.fine_tune_epochs, c.epochs)
+        else:
+            c.pretrain_epochs, c.fine_tune_epochs = 0, 0
+        c.patience = max(3, c.epochs // 3) if c.patience is None else c.patience
+        _check_int("epochs", c.epochs, 1, MAX_EPOCHS)
+        _check_int("batch size", c.batch_size, 1, MAX_BATCH_SIZE)
+        _check_int("pre-training epochs", c.pretrain_epochs, 0, MAX_EPOCHS)
+        _check_int("fine-tuning epochs", c.fine_tune_epochs, 0, MAX_EPOCHS)
+        _check_int("patience", c.patience, 1, MAX_EPOCHS)
+        _check_int("seed", c.seed, 0, 2**31 - 1)
+        if c.limit is not None:
+            _check_int("limit", c.limit, 10, 10**9)
+        if c.optimizer not in OPTIMIZERS:
+            raise InvalidParameterError(f"unknown optimizer {c.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}.")
+        if c.lr_schedule not in LR_SCHEDULES:
+            raise InvalidParameterError(f"unknown schedule {c.lr_schedule!r}; choose one of: {', '.join(LR_SCHEDULES)}.")
+        if c.precision not in PRECISIONS:
+            raise InvalidParameterError(f"unknown precision {c.precision!r}; choose one of: {', '.join(PRECISIONS)}.")
+        _check_float("learning rate", c.learning_rate, 0.0, 10.0, open_low=True)
+        _check_float("validation fraction", c.validation_fraction, 0.0, 0.5)
+        _check_float("label smoothing", c.label_smoothing, 0.0, 0.5)
+        _check_float("weight decay", c.weight_decay, 0.0, 1.0)
+        return c
+
+
+def _check_int(label, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidParameterError(f"{label} must be a whole number; got {value!r}.")
+    if not low <= value <= high:
+        raise InvalidParameterError(f"{label} must be between {low} and {high}; got {value}.")
+
+
+def _check_float(label, value, low, high, open_low=False):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"{label} must be a number; got {value!r}.") from None
+    if not np.isfinite(value) or value > high or value < low or (open_low and value == low):
+        bound = f"above {low}" if open_low else f"at least {low}"
+        raise InvalidParameterError(f"{label} must be {bound} and at most {high}; got {value}.")
+
+
+class TrainingProgress:
+    """Receives progress during training. Subclass and override what you need.
+
+    ``stage`` is "autoencoder" (pre-training), "classifier" or "fine_tune".
+    ``logs`` holds Keras metrics such as ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``.
+    """
+
+    def on_stage_begin(self, stage, epochs, steps_per_epoch):
+        pass
+
+    def on_batch_end(self, stage, epoch, batch, logs):
+        pass
+
+    def on_epoch_end(self, stage, epoch, logs):
+        pass
+
+    def should_stop(self):
+        """Return True to stop training after the current batch (e.g. a Cancel button)."""
+        return False
+
+
+class TrainingCancelled(Exception):
+    """Raised when ``TrainingProgress.should_stop()`` asked to stop."""
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` produces: models, history, the resolved config and timing."""
+
+    config: TrainConfig
+    bundle: zoo.ModelBundle
+    history: dict
+    train_seconds: float
+    dataset_spec: dict
+    class_names: tuple
+    image_shape: tuple
+    cancelled: bool = False
+
+    @property
+    def model(self):
+        return self.bundle.classifier
+
+
+def _keras_callback(progress, stage):
+    import keras
+
+    class _Adapter(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            params = self.params or {}
+            progress.on_stage_begin(stage, params.get("epochs", 0), params.get("steps") or 0)
+
+        def on_train_batch_end(self, batch, logs=None):
+            progress.on_batch_end(stage, self._epoch, batch, dict(logs or {}))
+            if progress.should_stop():
+                self.model.stop_training = True
+                self.cancelled = True
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = epoch
+
+        def on_epoch_end(self, epoch, logs=None):
+            progress.on_epoch_end(stage, epoch, {k: float(v) for k, v in (logs or {}).items()})
+
+    adapter = _Adapter()
+    adapter._epoch = 0
+    adapter.cancelled = False
+    return adapter
+
+
+def make_optimizer(name, learning_rate, weight_decay=0.0, schedule="constant", total_steps=1):
+    """A Keras optimizer by name, with an optional linear warm-up + cosine decay."""
+    import keras
+
+    lr = learning_rate
+    if schedule == "warmup_cosine":
+        warmup = max(1, min(total_steps // 10, 3 * max(1, total_steps // 30)))
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=learning_rate / 20,
+            decay_steps=max(1, total_steps - warmup),
+            alpha=0.01,
+            warmup_target=learning_rate,
+            warmup_steps=warmup,
+        )
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay or 1e-4)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=lr)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=0.9)
+    if name == "adadelta":
+        return keras.optimizers.Adadelta(learning_rate=lr)
+    raise InvalidParameterError(f"unknown optimizer {name!r}.")
+
+
+@contextlib.contextmanager
+def _dtype_policy(precision):
+    import keras
+
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _to_float32(bundle, arch, input_shape, num_classes, build_options):
+    """Copy weights trained under mixed precision into plain float32 models for saving."""
+    fresh = zoo.build(arch, input_shape, num_classes, **build_options)
+    for attr in ("classifier", "autoencoder", "encoder"):
+        src, dst = getattr(bundle, attr), getattr(fresh, attr)
+        if src is not None and dst is not None:
+            dst.set_weights(src.get_weights())
+    return fresh
+
+
+def _class_weight_dict(y, num_classes):
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(y)
+    weights = compute_class_weight(class_weight="balanced", classes=present, y=y)
+    out = {i: 1.0 for i in range(num_classes)}
+    out.update({int(c): float(w) for c, w in zip(present, weights)})
+    return out
+
+
+def train(dataset, config, progress=None, verbose=0):
+    """Train ``config.arch`` on ``dataset``.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Training images are split into train/validation (``config.validation_fraction``,
+        seeded, stratified); the test set is never touched here.
+    config : TrainConfig
+        Validated (``resolve``) before any work starts.
+    progress : TrainingProgress, optional
+        Receives per-batch and per-epoch updates.
+    verbose : int
+        Keras' console progress (1 = progress bar), for the CLI.
+
+    Returns
+    -------
+    TrainResult
+    """
+    import keras
+
+    config = config.resolve()
+    zoo.check_fits(config.arch, dataset.image_shape)
+    progress = progress or TrainingProgress()
+    spec = zoo.get_spec(config.arch)
+    data = dataset.subset(config.limit, seed=config.seed) if config.limit else dataset
+    if len(data.y_train) < 2 * data.num_classes:
+        raise InvalidParameterError(f"too few training images ({len(data.y_train)}) for {data.num_classes} classes.")
+    keras.utils.set_random_seed(config.seed)
+
+    train_idx, val_idx = train_validation_split(len(data.y_train), config.validation_fraction, config.seed, data.y_train)
+    x_all = to_model_input(data.x_train)
+    x_train, x_val = x_all[train_idx], x_all[val_idx]
+    onehot = np.eye(data.num_classes, dtype=np.float32)
+    y_train, y_val = onehot[data.y_train[train_idx]], onehot[data.y_train[val_idx]]
+    has_val = len(val_idx) > 0
+    class_weight = _class_weight_dict(data.y_train[train_idx], data.num_classes) if config.class_weights else None
+
+    started = time.perf_counter()
+    history = {}
+    cancelled = False
+    with _dtype_policy(config.precision):
+        bundle = zoo.build(config.arch, data.image_shape, data.num_classes, **config.build_options)
+
+        def fit(model, stage, x, y, epochs, batch_size, val, monitor, mode, **kwargs):
+            nonlocal cancelled
+            adapter = _keras_callback(progress, stage)
+            callbacks = [adapter]
+            if val is not None:
+                callbacks.append(
+                    keras.callbacks.EarlyStopping(
+                        monitor=monitor, mode=mode, patience=config.patience, restore_best_weights=True
+                    )
+                )
+            hist = model.fit(
+                x, y, batch_size=batch_size, epochs=epochs, validation_data=val,
+                callbacks=callbacks, verbose=verbose, shuffle=True, **kwargs,
+            )
+            history[stage] = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+            cancelled = cancelled or adapter.cancelled
+            if adapter.cancelled:
+                raise TrainingCancelled(stage)
+
+        try:
+            if spec.pretrain:
+                ae_batch = spec.extra.get("pretrain_batch_size", config.batch_size)
+                ae_steps = int(np.ceil(len(x_train) / ae_batch)) * max(1, config.pretrain_epochs)
+                bundle.autoencoder.compile(
+                    optimizer=make_optimizer(config.optimizer, config.learning_rate, config.weight_decay, "constant", ae_steps),
+                    loss="mse",
+                )
+                if config.pretrain_epochs:
+                    fit(bundle.autoencoder, "autoencoder", x_train, x_train, config.pretrain_epochs, ae_batch,
+                        (x_val, x_val) if has_val else None, "val_loss", "min")
+                bundle.encoder.trainable = False
+
+            steps = int(np.ceil(len(x_train) / config.batch_size)) * config.epochs
+            bundle.classifier.compile(
+                optimizer=make_optimizer(config.optimizer, config.learning_rate, config.weight_decay, config.lr_schedule, steps),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                metrics=["accuracy"],
+            )
+            fit(bundle.classifier, "classifier", x_train, y_train, config.epochs, config.batch_size,
+                (x_val, y_val) if has_val else None, "val_accuracy", "max", class_weight=class_weight)
+
+            if spec.pretrain and config.fine_tune_epochs:
+                bundle.encoder.trainable = True
+                ft_steps = int(np.ceil(len(x_train) / config.batch_size)) * config.fine_tune_epochs
+                bundle.classifier.compile(
+                    optimizer=make_optimizer(config.optimizer, config.learning_rate / 10, config.weight_decay, "constant", ft_steps),
+                    loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                    metrics=["accuracy"],
+                )
+                fit(bundle.classifier, "fine_tune", x_train, y_train, config.fine_tune_epochs, config.batch_size,
+                    (x_val, y_val) if has_val else None, "val_accuracy", "max", class_weight=class_weight)
+        except TrainingCancelled:
+            cancelled = True
+    if config.precision != "float32":
+        bundle = _to_float32(bundle, config.arch, data.image_shape, data.num_classes, config.build_options)
+
+    return TrainResult(
+        config=config,
+        bundle=bundle,
+        history=history,
+        train_seconds=time.perf_counter() - started,
+        dataset_spec=dict(dataset.spec),
+        class_names=dataset.class_names,
+        image_shape=dataset.image_shape,
+        cancelled=cancelled,
+    )
+
+
+def predict_probabilities(model, images, batch_size=512):
+    """Softmax probabilities for uint8 or float images, batched, via a direct model call."""
+    x = to_model_input(images)
+    out = [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    return np.concatenate(out, axis=0) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def cross_validate(dataset, config, folds=5, progress=None, verbose=0):
+    """k-fold cross-validation on the training images (seed 003's method).
+
+    Each fold trains a fresh model on k-1 parts and tests on the held-out part.
+
+    Returns
+    -------
+    dict with ``folds`` (list of per-fold ``train_accuracy``/``test_accuracy``/``seconds``),
+    ``mean_test_accuracy``, ``std_test_accuracy``, ``mean_train_accuracy``, ``std_train_accuracy``,
+    ``config``.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    _check_int("folds", folds, 2, 20)
+    config = config.resolve()
+    data = dataset.subset(config.limit, seed=config.seed) if config.limit else dataset
+    if np.bincount(data.y_train).min() < folds:
+        raise InvalidParameterError(f"every class needs at least {folds} training images for {folds}-fold CV.")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed)
+    rows = []
+    for fold, (tr, te) in enumerate(splitter.split(data.x_train, data.y_train), start=1):
+        from .data import Dataset
+
+        fold_data = Dataset(
+            name=f"{data.name} fold {fold}", class_names=data.class_names,
+            x_train=data.x_train[tr], y_train=data.y_train[tr],
+            x_test=data.x_train[te], y_test=data.y_train[te], spec=data.spec,
+        )
+        fold_config = TrainConfig(**{**asdict(config), "limit": None})
+        result = train(fold_data, fold_config, progress=progress, verbose=verbose)
+        train_acc = float(np.mean(predict_probabilities(result.model, fold_data.x_train).argmax(1) == fold_data.y_train))
+        test_acc = float(np.mean(predict_probabilities(result.model, fold_data.x_test).argmax(1) == fold_data.y_test))
+        rows.append({"fold": fold, "train_accuracy": train_acc, "test_accuracy": test_acc,
+                     "epochs_run": len(result.history.get("classifier", {}).get("loss", [])),
+                     "seconds": result.train_seconds})
+    test = np.array([r["test_accuracy"] for r in rows])
+    train_ = np.array([r["train_accuracy"] for r in rows])
+    return {
+        "arch": config.arch,
+        "folds": rows,
+        "mean_test_accuracy": float(test.mean()),
+        "std_test_accuracy": float(test.std()),
+        "mean_train_accuracy": float(train_.mean()),
+        "std_train_accuracy": float(train_.std()),
+        "config": asdict(config),
+    }
+
+
+def sweep(dataset, config, optimizers=("adam", "rmsprop", "adadelta"), learning_rates=(1e-3, 1e-4), progress=None, verbose=0):
+    """Train one run per (optimizer, learning rate) and record validation and test accuracy.
+
+    Seed 000 compares Adam, RMSprop and Adadelta at several learning rates. Returns
+    ``{"arch", "runs": [...], "best": {...}}``; each run has ``optimizer``, ``learning_rate``,
+    ``val_accuracy`` (best epoch), ``test_accuracy``, ``epochs_run``, ``seconds``.
+    """
+    base = config.resolve()
+    if not optimizers or not learning_rates:
+        raise InvalidParameterError("a sweep needs at least one optimizer and one learning rate.")
+    runs_config = [
+        TrainConfig(**{**asdict(base), "optimizer": opt, "learning_rate": float(lr)}).resolve()
+        for opt in optimizers for lr in learning_rates
+    ]  # validates every combination before the first run starts
+    data = dataset.subset(base.limit, seed=base.seed) if base.limit else dataset
+    runs = []
+    for run_config in runs_config:
+        run_config.limit = None
+        result = train(data, run_config, progress=progress, verbose=verbose)
+        stage = result.history.get("fine_tune") or result.history.get("classifier", {})
+        val = stage.get("val_accuracy") or [float("nan")]
+        test_acc = float(np.mean(predict_probabilities(result.model, data.x_test).argmax(1) == data.y_test))
+        runs.append({"optimizer": run_config.optimizer, "learning_rate": run_config.learning_rate,
+                     "val_accuracy": float(np.nanmax(val)), "test_accuracy": test_acc,
+                     "epochs_run": len(stage.get("loss", [])), "seconds": result.train_seconds})
+    best = max(runs, key=lambda r: (r["val_accuracy"], r["test_accuracy"]))
+    return {"arch": base.arch, "runs": runs, "best": best, "config": asdict(base)}

@@ -1,0 +1,408 @@
+"""Model zoo: every architecture by name, with its source paper and default settings.
+
+Each builder takes the dataset's ``input_shape`` ``(H, W, C)`` and ``num_classes`` and returns
+Keras models made only of built-in layers (so files load in safe mode). Classifiers follow the
+model contract: float32 ``(N, H, W, C)`` in [0, 1] in, softmax probabilities out.
+
+Two architectures are autoencoder-based and trained in two stages (``ArchSpec.pretrain``):
+first the autoencoder on reconstruction (MSE), then a classifier on top of its encoder.
+Their builder returns a ``ModelBundle`` with the autoencoder, the encoder and the classifier.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .errors import InvalidParameterError
+
+# Layer names the rest of the engine relies on to find latent vectors.
+LATENT_LAYER = "latent"
+EMBEDDING_LAYER = "embedding"
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """What a person (and ``train``) needs to know about one architecture."""
+
+    name: str
+    title: str
+    source: str
+    description: str
+    optimizer: str
+    learning_rate: float
+    epochs: int
+    batch_size: int
+    pretrain: bool = False  # two-stage autoencoder + classifier
+    label_smoothing: float = 0.0
+    lr_schedule: str = "constant"  # or "warmup_cosine"
+    weight_decay: float = 0.0
+    paper_accuracy: str = ""
+    min_size: int = 8
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class ModelBundle:
+    """The Keras models one architecture produces. ``autoencoder``/``encoder`` may be None."""
+
+    classifier: object
+    autoencoder: object = None
+    encoder: object = None
+
+
+def _keras():
+    import keras  # lazy: TensorFlow takes seconds to import
+
+    return keras
+
+
+# --- small building blocks ---------------------------------------------------------------------
+
+
+def _conv_bn_relu(x, filters, name, batch_norm=True):
+    """Conv 3x3 'same' → BatchNorm → ReLU. BN momentum 0.9 (not 0.99) so the moving statistics
+    settle within a few dozen steps: short runs on small subsets otherwise predict near chance."""
+    layers = _keras().layers
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name=f"{name}_conv")(x)
+    if batch_norm:
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def _crop_to(x, height, width, name):
+    """Crop a decoder output that up-sampling made larger than the input (e.g. 32 → 28)."""
+    layers = _keras().layers
+    extra_h, extra_w = x.shape[1] - height, x.shape[2] - width
+    if extra_h or extra_w:
+        x = layers.Cropping2D(
+            ((extra_h // 2, extra_h - extra_h // 2), (extra_w // 2, extra_w - extra_w // 2)), name=name
+        )(x)
+    return x
+
+
+def _softmax_head(x, num_classes):
+    # float32 even under mixed precision, so probabilities sum to 1 exactly enough.
+    return _keras().layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+
+
+# --- seed 003 ----------------------------------------------------------------------------------
+
+
+def build_seed003_cnn(input_shape, num_classes):
+    """Seed 003, "Classifying Fashion Images Using a CNN" (5-fold CV, 90.70% ± 0.33 test).
+
+    Conv2D(32, 3x3, ReLU, he_normal) → MaxPool 2x2 → Flatten → Dense 128 ReLU → Dense 64 ReLU →
+    softmax. Trained with SGD (lr 0.01, momentum 0.9), batch 32, 10 epochs.
+    """
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Conv2D(32, 3, activation="relu", kernel_initializer="he_normal", name="conv1")(inputs)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(128, activation="relu", kernel_initializer="he_normal", name="dense1")(x)
+    x = layers.Dense(64, activation="relu", kernel_initializer="he_normal", name=EMBEDDING_LAYER)(x)
+    return ModelBundle(keras.Model(inputs, _softmax_head(x, num_classes), name="seed003_cnn"))
+
+
+# --- seed 004 ----------------------------------------------------------------------------------
+
+
+def build_seed004_cnn(input_shape, num_classes):
+    """Seed 004, a small CNN trained with RMSprop (paper: 83.0% test).
+
+    Conv32 → MaxPool → Conv64 → MaxPool → Conv64 → Flatten → Dense 64 → 10 outputs, RMSprop
+    lr 1e-4, batch 512, 10 epochs. The paper ends in a *sigmoid* layer trained as if it were a
+    softmax, which is a bug (outputs are not a distribution); we use softmax.
+    """
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Conv2D(32, 3, activation="relu", name="conv1")(inputs)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Conv2D(64, 3, activation="relu", name="conv2")(x)
+    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = layers.Conv2D(64, 3, activation="relu", name="conv3")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(64, activation="relu", name=EMBEDDING_LAYER)(x)
+    return ModelBundle(keras.Model(inputs, _softmax_head(x, num_classes), name="seed004_cnn"))
+
+
+# --- seed 000: convolutional autoencoder + classifier -------------------------------------------
+
+
+def build_conv_autoencoder(input_shape, num_classes, filters=(32, 64, 128, 64)):
+    """Seed 000, convolutional autoencoder + dense classifier (paper: 92.02–92.34% test).
+
+    Encoder: four Conv 3x3 'same' ReLU blocks, each followed by 2x2 max pooling, batch norm on
+    the first two (28 → 14 → 7 → 4 → 2; latent 2x2x64 = 256 values, compact enough for
+    nearest-neighbour search). Decoder: mirrored convolutions with up-sampling, cropped back
+    to the input size, sigmoid output. Stage 1: MSE + Adam (paper: 20 epochs).
+    Stage 2: the frozen encoder + Flatten + Dense 256 ReLU + Dense 128 ReLU + softmax, Adam;
+    optional fine-tuning of the whole network afterwards (``fine_tune_epochs``).
+    """
+    keras = _keras()
+    layers = keras.layers
+    height, width, channels = input_shape
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    for i, f in enumerate(filters):
+        x = _conv_bn_relu(x, f, f"enc{i + 1}", batch_norm=i < 2)
+        x = layers.MaxPooling2D(2, padding="same", name=f"enc{i + 1}_pool")(x)
+    latent = layers.Activation("linear", name=LATENT_LAYER)(x)
+    encoder = keras.Model(inputs, latent, name="encoder")
+
+    y = latent
+    for i, f in enumerate(reversed(filters)):
+        y = _conv_bn_relu(y, f, f"dec{i + 1}", batch_norm=False)
+        y = layers.UpSampling2D(2, name=f"dec{i + 1}_up")(y)
+    y = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name="reconstruction_conv")(y)
+    y = _crop_to(y, height, width, "reconstruction")
+    autoencoder = keras.Model(inputs, y, name="conv_autoencoder")
+
+    h = layers.Flatten(name="flatten")(latent)
+    h = layers.Dense(256, activation="relu", name="dense1")(h)
+    h = layers.Dense(128, activation="relu", name=EMBEDDING_LAYER)(h)
+    classifier = keras.Model(inputs, _softmax_head(h, num_classes), name="conv_autoencoder_classifier")
+    return ModelBundle(classifier=classifier, autoencoder=autoencoder, encoder=encoder)
+
+
+# --- seed 001: DeepAutoDNN ---------------------------------------------------------------------
+
+
+def build_deep_autoencoder_dnn(input_shape, num_classes, latent_channels=8):
+    """Seed 001, DeepAutoDNN: deep autoencoder feeding a deep dense network (paper: 93.4%).
+
+    Encoder: Conv32+BN+MaxPool → Conv64+BN+MaxPool → Conv(latent_channels) giving a 7x7
+    spatial latent for 28x28 inputs. Decoder: Conv+UpSampling twice, sigmoid output. Stage 1:
+    MSE, Adam, batch 32 (paper: 15 epochs). Stage 2: a deep dense network on the flattened
+    latent: Dense 512/256/128 ReLU, each with dropout 0.5, softmax; Adam lr 1e-3, categorical
+    cross-entropy, batch 64 (paper: 120 epochs). The encoder stays frozen in stage 2.
+    """
+    keras = _keras()
+    layers = keras.layers
+    height, width, channels = input_shape
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = _conv_bn_relu(inputs, 32, "enc1")
+    x = layers.MaxPooling2D(2, padding="same", name="enc1_pool")(x)
+    x = _conv_bn_relu(x, 64, "enc2")
+    x = layers.MaxPooling2D(2, padding="same", name="enc2_pool")(x)
+    x = layers.Conv2D(latent_channels, 3, padding="same", activation="relu", name="enc3_conv")(x)
+    latent = layers.Activation("linear", name=LATENT_LAYER)(x)
+    encoder = keras.Model(inputs, latent, name="encoder")
+
+    y = _conv_bn_relu(latent, 64, "dec1", batch_norm=False)
+    y = layers.UpSampling2D(2, name="dec1_up")(y)
+    y = _conv_bn_relu(y, 32, "dec2", batch_norm=False)
+    y = layers.UpSampling2D(2, name="dec2_up")(y)
+    y = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name="reconstruction_conv")(y)
+    y = _crop_to(y, height, width, "reconstruction")
+    autoencoder = keras.Model(inputs, y, name="deep_autoencoder")
+
+    h = layers.Flatten(name="flatten")(latent)
+    for i, units in enumerate((512, 256)):
+        h = layers.Dense(units, activation="relu", name=f"dense{i + 1}")(h)
+        h = layers.Dropout(0.5, name=f"dropout{i + 1}")(h)
+    h = layers.Dense(128, activation="relu", name=EMBEDDING_LAYER)(h)
+    h = layers.Dropout(0.5, name="dropout3")(h)
+    classifier = keras.Model(inputs, _softmax_head(h, num_classes), name="deep_autoencoder_dnn")
+    return ModelBundle(classifier=classifier, autoencoder=autoencoder, encoder=encoder)
+
+
+# --- seed 000: VGG16 transfer ------------------------------------------------------------------
+
+
+def build_vgg16_transfer(input_shape, num_classes, weights="imagenet"):
+    """Seed 000, VGG16 transfer learning (paper: 82.02% test).
+
+    Inputs are resized to at least 32x32 (VGG16's minimum), grey images repeated to three
+    channels, scaled to VGG's 0–255 range minus the mean pixel; a frozen VGG16 base
+    (``include_top=False``) feeds a custom head (GlobalAveragePooling → Dense 256 ReLU →
+    Dropout 0.5 → softmax). ``weights="imagenet"`` needs the ImageNet file (downloaded by Keras
+    when online); ``weights=None`` builds an untrained base (offline, and in tests).
+    """
+    keras = _keras()
+    layers = keras.layers
+    height, width, channels = input_shape
+    size = max(32, height, width)
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    if (height, width) != (size, size):
+        x = layers.Resizing(size, size, name="resize")(x)
+    if channels == 1:
+        x = layers.Concatenate(name="to_rgb")([x, x, x])
+    # VGG16 expects 0–255 pixels minus the ImageNet mean (≈ 116 averaged over channels).
+    x = layers.Rescaling(255.0, offset=-116.0, name="vgg_scale")(x)
+    try:
+        base = keras.applications.VGG16(include_top=False, weights=weights, input_shape=(size, size, 3))
+    except Exception as exc:  # network failure while fetching ImageNet weights
+        raise InvalidParameterError(
+            "VGG16's ImageNet weights could not be downloaded (offline?). Connect to the internet "
+            "once so Keras caches them in ~/.keras/models, or build with weights=None "
+            f"(untrained base). Cause: {exc}"
+        ) from None
+    base.trainable = weights is None  # a frozen base only makes sense with pre-trained weights
+    x = base(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dense(256, activation="relu", name=EMBEDDING_LAYER)(x)
+    x = layers.Dropout(0.5, name="dropout")(x)
+    return ModelBundle(keras.Model(inputs, _softmax_head(x, num_classes), name="vgg16_transfer"))
+
+
+# --- ours --------------------------------------------------------------------------------------
+
+
+def build_fashion_net(input_shape, num_classes, width=48, random_erasing=True):
+    """fashion_net (ours): a compact modern CNN meant to beat every seed on a 2-core CPU.
+
+    Three stages of two Conv-BN-ReLU layers (width, 2·width, 4·width filters) with max pooling
+    between them, global average pooling, dropout and a 4·width-wide embedding. Training-time
+    augmentation is built in as Keras layers that are inactive at inference: random shifts
+    (±10%), horizontal flips and optional random erasing. Trained with label smoothing 0.1 and
+    AdamW (weight decay 0.02) on a linear warm-up + cosine learning-rate schedule.
+    """
+    keras = _keras()
+    layers = keras.layers
+    height, width_px, channels = input_shape
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.RandomTranslation(0.1, 0.1, fill_mode="constant", fill_value=0.0, name="aug_shift")(inputs)
+    x = layers.RandomFlip("horizontal", name="aug_flip")(x)
+    if random_erasing:
+        x = layers.RandomErasing(factor=0.5, scale=(0.02, 0.25), fill_value=0.0, value_range=(0, 1), name="aug_erase")(x)
+    for stage, multiplier in enumerate((1, 2, 4)):
+        for conv in range(2):
+            x = _conv_bn_relu(x, width * multiplier, f"s{stage + 1}c{conv + 1}")
+        if stage < 2:
+            x = layers.MaxPooling2D(2, padding="same", name=f"s{stage + 1}_pool")(x)
+            x = layers.Dropout(0.1, name=f"s{stage + 1}_drop")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dense(width * 4, use_bias=False, name="embedding_dense")(x)
+    x = layers.BatchNormalization(momentum=0.9, name="embedding_bn")(x)
+    x = layers.Activation("relu", name=EMBEDDING_LAYER)(x)
+    x = layers.Dropout(0.3, name="dropout")(x)
+    return ModelBundle(keras.Model(inputs, _softmax_head(x, num_classes), name="fashion_net"))
+
+
+# --- the registry of architectures -------------------------------------------------------------
+
+ARCHITECTURES = {
+    "fashion_net": ArchSpec(
+        name="fashion_net",
+        title="FashionNet (ours)",
+        source="this project",
+        description="Compact BN CNN with shifts/flips/random erasing, label smoothing, AdamW + warm-up cosine.",
+        optimizer="adamw",
+        learning_rate=3e-3,
+        epochs=30,
+        batch_size=128,
+        label_smoothing=0.1,
+        lr_schedule="warmup_cosine",
+        weight_decay=0.02,
+        paper_accuracy="target ≥ 95.0%",
+    ),
+    "seed003_cnn": ArchSpec(
+        name="seed003_cnn",
+        title="Seed 003 CNN (5-fold CV)",
+        source="Classifying Fashion Images Using a Convolutional Neural Network (seed 003)",
+        description="One conv layer + two dense layers, SGD with momentum.",
+        optimizer="sgd",
+        learning_rate=0.01,
+        epochs=10,
+        batch_size=32,
+        paper_accuracy="90.70% ± 0.33 (5-fold CV)",
+    ),
+    "seed004_cnn": ArchSpec(
+        name="seed004_cnn",
+        title="Seed 004 small CNN (RMSprop)",
+        source="Fashion-MNIST CNN with RMSprop (seed 004)",
+        description="Three conv layers + dense 64, RMSprop 1e-4 (softmax instead of the paper's sigmoid).",
+        optimizer="rmsprop",
+        learning_rate=1e-4,
+        epochs=10,
+        batch_size=512,
+        paper_accuracy="83.0%",
+    ),
+    "conv_autoencoder": ArchSpec(
+        name="conv_autoencoder",
+        title="Conv autoencoder + classifier (seed 000)",
+        source="Fashion Image classification using Convolutional Autoencoders and Transfer learning (seed 000)",
+        description="4-block conv autoencoder (MSE), then frozen encoder + dense classifier; optional fine-tuning.",
+        optimizer="adam",
+        learning_rate=1e-3,
+        epochs=20,
+        batch_size=64,
+        pretrain=True,
+        paper_accuracy="92.02–92.34%",
+        min_size=16,
+        extra={"fine_tune_epochs": 5},
+    ),
+    "deep_autoencoder_dnn": ArchSpec(
+        name="deep_autoencoder_dnn",
+        title="DeepAutoDNN (seed 001)",
+        source="DeepAutoDNN: deep autoencoder + deep neural network (seed 001)",
+        description="Conv/BN/pool autoencoder to a 7x7 latent (MSE), then a deep dense network with dropout 0.5.",
+        optimizer="adam",
+        learning_rate=1e-3,
+        epochs=120,
+        batch_size=64,
+        pretrain=True,
+        paper_accuracy="93.36–93.4%",
+        extra={"pretrain_batch_size": 32, "pretrain_epochs": 15},
+    ),
+    "vgg16_transfer": ArchSpec(
+        name="vgg16_transfer",
+        title="VGG16 transfer (seed 000)",
+        source="Fashion Image classification using Convolutional Autoencoders and Transfer learning (seed 000)",
+        description="Frozen ImageNet VGG16 base on 32x32 RGB-repeated inputs + dense head.",
+        optimizer="adam",
+        learning_rate=1e-3,
+        epochs=10,
+        batch_size=128,
+        paper_accuracy="82.02%",
+        min_size=8,
+    ),
+}
+
+BUILDERS = {
+    "fashion_net": build_fashion_net,
+    "seed003_cnn": build_seed003_cnn,
+    "seed004_cnn": build_seed004_cnn,
+    "conv_autoencoder": build_conv_autoencoder,
+    "deep_autoencoder_dnn": build_deep_autoencoder_dnn,
+    "vgg16_transfer": build_vgg16_transfer,
+}
+
+
+def get_spec(arch):
+    """The ``ArchSpec`` of an architecture name, or a clear error listing the valid names."""
+    try:
+        return ARCHITECTURES[arch]
+    except KeyError:
+        raise InvalidParameterError(
+            f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}."
+        ) from None
+
+
+def check_fits(arch, input_shape):
+    """Refuse image shapes an architecture cannot handle (e.g. seed 004's three valid convs)."""
+    spec = get_spec(arch)
+    height, width, channels = input_shape
+    minimum = {"seed004_cnn": 12}.get(arch, spec.min_size)
+    if min(height, width) < minimum:
+        raise InvalidParameterError(f"{arch} needs images of at least {minimum}x{minimum}; got {height}x{width}.")
+    if channels not in (1, 3):
+        raise InvalidParameterError(f"images must have 1 or 3 channels; got {channels}.")
+
+
+def build(arch, input_shape, num_classes, **options):
+    """Build the ``ModelBundle`` of ``arch`` for images of ``input_shape`` and ``num_classes``."""
+    get_spec(arch)
+    check_fits(arch, input_shape)
+    if num_classes < 2:
+        raise InvalidParameterError(f"a classifier needs at least 2 classes; got {num_classes}.")
+    return BUILDERS[arch](tuple(int(d) for d in input_shape), int(num_classes), **options)
+
+
+def count_params(model):
+    return int(sum(math.prod(w.shape) for w in model.weights))

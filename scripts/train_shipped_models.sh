@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Trains every model shipped in models/ with the project's own CLI, one after another.
+# Usage: FASHION_MNIST_DIR=../shared/data/fashion-mnist bash scripts/train_shipped_models.sh [names...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+want() { [ $# -eq 0 ] || [[ " ${SELECTED} " == *" $1 "* ]]; }
+SELECTED="${*:-fashion_net conv_autoencoder deep_autoencoder_dnn seed003_cnn seed004_cnn seed003_cv}"
+run() { echo "== $(date -u +%H:%M:%S) $*"; "$PY" -m fashion_core "$@"; }
+if want fashion_net; then
+  run train --arch fashion_net --epochs 24 --batch-size 128 --precision mixed_bfloat16 --name fashion_net --overwrite
+fi
+if want conv_autoencoder; then
+  run train --arch conv_autoencoder --pretrain-epochs 20 --epochs 20 --fine-tune-epochs 5 --precision mixed_bfloat16 --name conv_autoencoder --overwrite
+fi
+if want deep_autoencoder_dnn; then
+  run train --arch deep_autoencoder_dnn --pretrain-epochs 15 --epochs 40 --precision mixed_bfloat16 --name deep_autoencoder_dnn --overwrite
+fi
+if want seed003_cnn; then
+  run train --arch seed003_cnn --epochs 10 --name seed003_cnn --overwrite
+fi
+if want seed004_cnn; then
+  run train --arch seed004_cnn --epochs 10 --name seed004_cnn --overwrite
+fi
+if want seed003_cv; then
+  run cv --arch seed003_cnn --folds 5 --epochs 10 --save-to seed003_cnn
+fi
+echo "== $(date -u +%H:%M:%S) done"

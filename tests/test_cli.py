@@ -1,0 +1,59 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fashion_core.cli import main
+
+
+def run_cli(*args):
+    """Run the CLI in a subprocess, as a user or a script would."""
+    return subprocess.run([sys.executable, "-m", "fashion_core", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_train_evaluate_list_export_delete(registry, tmp_path, capsys):
+    code = main(["train", "--arch", "seed004_cnn", "--epochs", "1", "--limit", "500", "--name", "cli_model", "--json", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["name"] == "cli_model" and payload["arch"] == "seed004_cnn"
+    assert 0.0 <= payload["test_accuracy"] <= 1.0 and payload["train_seconds"] > 0
+    assert "python -m fashion_core train --arch seed004_cnn" in registry.get("cli_model").metadata["command"]
+
+    assert main(["evaluate", "cli_model", "--json"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert len(evaluation["confusion_matrix"]) == 10 and len(evaluation["confusion_matrix"][0]) == 10
+    assert {"class", "precision", "recall", "f1", "specificity", "support"} <= set(evaluation["per_class"][0])
+
+    assert main(["list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["name"] == "cli_model" and "test_accuracy" in rows[0]
+
+    assert main(["export", "cli_model", str(tmp_path / "out.keras")]) == 0
+    assert (tmp_path / "out.keras").is_file()
+    assert main(["delete", "cli_model"]) == 0
+    assert registry.list() == []
+
+
+def test_bad_input_exit_code_2_one_line_no_traceback(registry):
+    for args in (["train", "--arch", "seed004_cnn", "--epochs", "0"],
+                 ["train", "--arch", "seed004_cnn", "--lr", "-1", "--epochs", "1"],
+                 ["train", "--arch", "seed004_cnn", "--name", "../escape", "--epochs", "1"],
+                 ["evaluate", "missing_model"],
+                 ["delete", "../../etc"]):
+        result = run_cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert result.stderr.strip().count("\n") == 0, result.stderr
+
+
+def test_unknown_arch_is_usage_error(registry):
+    result = run_cli("train", "--arch", "nope")
+    assert result.returncode == 2
+
+
+def test_cv_json(registry, capsys):
+    assert main(["cv", "--arch", "seed004_cnn", "--folds", "2", "--epochs", "1", "--limit", "300", "--json", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["folds"]) == 2 and "mean_test_accuracy" in result and "std_test_accuracy" in result

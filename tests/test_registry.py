@@ -1,0 +1,121 @@
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+from fashion_core.errors import InvalidNameError, ModelFileError, ModelNotFoundError
+from fashion_core.registry import Registry, dataset_metadata, load_keras_file, validate_name
+
+
+def tiny_model(input_shape=(28, 28, 1), classes=10, lam=False):
+    import keras
+
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Flatten()(inputs)
+    if lam:
+        x = keras.layers.Lambda(lambda t: t * 2.0)(x)
+    outputs = keras.layers.Dense(classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "../x", "..", "a/b", "/etc/passwd", ".hidden", "a b", "x" * 65, "a..b", "név"])
+def test_bad_names_refused(bad):
+    with pytest.raises(InvalidNameError):
+        validate_name(bad)
+
+
+def test_round_trip_list_load_export_delete(registry, tmp_path):
+    model = tiny_model()
+    entry = registry.save("m1", model, {"arch": "test", "test_accuracy": 0.5}, history={"classifier": {"loss": [1.0]}})
+    assert [e.name for e in registry.list()] == ["m1"]
+    assert entry.metadata["name"] == "m1" and "created_at" in entry.metadata
+    loaded = registry.load_classifier("m1")
+    x = np.random.rand(2, 28, 28, 1).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
+    assert registry.history("m1")["classifier"]["loss"] == [1.0]
+    out = registry.export("m1", tmp_path)
+    assert out.name == "m1.keras" and zipfile.is_zipfile(out)
+    with pytest.raises(InvalidNameError):
+        registry.save("m1", model, {})
+    registry.delete("m1")
+    assert registry.list() == []
+    with pytest.raises(ModelNotFoundError):
+        registry.load_classifier("m1")
+
+
+def test_crash_mid_save_leaves_no_visible_model(registry, monkeypatch):
+    model = tiny_model()
+    import fashion_core.registry as reg
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt("killed")  # what a kill mid-save looks like to the writer
+
+    monkeypatch.setattr(reg, "write_json_atomic", boom)
+    with pytest.raises(KeyboardInterrupt):
+        registry.save("halfway", model, {"arch": "x"})
+    assert registry.list() == []
+    assert not (registry.root / "halfway").exists()
+
+
+def test_leftover_temporary_folder_from_a_killed_process_is_ignored(registry):
+    registry.root.mkdir(parents=True)
+    leftover = registry.root / ".m2.abcd1234.tmp"
+    leftover.mkdir()
+    (leftover / "model.keras").write_bytes(b"partial")
+    entries, problems = registry.scan()
+    assert entries == [] and problems == []
+
+
+def test_overwrite_replaces_atomically(registry):
+    registry.save("m", tiny_model(), {"arch": "a", "test_accuracy": 0.1})
+    registry.save("m", tiny_model(), {"arch": "b", "test_accuracy": 0.2}, overwrite=True)
+    assert registry.get("m").metadata["arch"] == "b"
+    assert [p.name for p in registry.root.iterdir()] == ["m"]
+
+
+def test_corrupt_and_foreign_folders_are_reported_not_fatal(registry):
+    registry.save("good", tiny_model(), {"arch": "a"})
+    (registry.root / "foreign").mkdir()
+    (registry.root / "foreign" / "notes.txt").write_text("hello")
+    bad = registry.root / "badjson"
+    bad.mkdir()
+    (bad / "model.keras").write_bytes(b"x")
+    (bad / "metadata.json").write_text("{not json")
+    entries, problems = registry.scan()
+    assert [e.name for e in entries] == ["good"]
+    assert {p[0] for p in problems} == {"foreign", "badjson"}
+
+
+def test_lambda_model_is_refused_never_executed(registry, tmp_path, fashion_mnist):
+    path = tmp_path / "evil.keras"
+    tiny_model(lam=True).save(path)
+    with pytest.raises(ModelFileError, match="refused"):
+        load_keras_file(path)
+    with pytest.raises(ModelFileError):
+        registry.import_model(path, "evil", dataset_metadata(fashion_mnist))
+    assert registry.list() == []
+
+
+def test_import_checks_shape_and_classes(registry, tmp_path, fashion_mnist):
+    meta = dataset_metadata(fashion_mnist)
+    wrong_shape = tmp_path / "shape.keras"
+    tiny_model((32, 32, 3)).save(wrong_shape)
+    with pytest.raises(ModelFileError, match="shape"):
+        registry.import_model(wrong_shape, "s", meta)
+    wrong_classes = tmp_path / "classes.keras"
+    tiny_model(classes=7).save(wrong_classes)
+    with pytest.raises(ModelFileError, match="10 classes"):
+        registry.import_model(wrong_classes, "c", meta)
+    good = tmp_path / "good.keras"
+    tiny_model().save(good)
+    entry = registry.import_model(good, "imported", meta)
+    assert entry.metadata["arch"] == "imported" and entry.metadata["class_names"][0] == "T-shirt/top"
+
+
+def test_not_a_zip_is_a_clear_error(tmp_path):
+    path = tmp_path / "model.keras"
+    path.write_text("definitely not a model")
+    with pytest.raises(ModelFileError, match="zip"):
+        load_keras_file(path)
