@@ -37,11 +37,18 @@ def _add_dataset_args(parser):
     parser.add_argument("--color", action="store_true", help="keep colour for --data-dir (default grayscale)")
 
 
+def _print_load_progress(done, total):
+    """Catalogue decoding progress on stderr (a 44k-image folder takes minutes)."""
+    end = "\n" if done >= total else ""
+    print(f"\rreading images: {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
 def _dataset_from_args(args):
     if getattr(args, "data_dir", None):
         from .catalogue import load_catalogue
 
-        return load_catalogue(path=args.data_dir, image_size=args.image_size or 28, color=args.color)
+        return load_catalogue(path=args.data_dir, image_size=args.image_size or 28, color=args.color,
+                              progress=_print_load_progress)
     if getattr(args, "image_size", None) or getattr(args, "color", False):
         raise CommandError("--image-size and --color only apply with --data-dir.")
     from .data import load_fashion_mnist
