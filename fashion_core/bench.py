@@ -1,0 +1,315 @@
+"""Benchmark of the shipped models, measured on the machine it runs on (``python -m fashion_core bench``).
+
+"Shipped models" are the registry's models trained on Fashion-MNIST. Timings are medians over
+repeats (latencies: percentiles over many calls). Speed targets are reported next to the
+numbers, never asserted: they depend on the machine.
+
+JSON keys (``bench --json``, one object; stable names):
+
+- ``date`` (UTC ISO 8601), ``quick`` (bool), ``seconds`` (wall time of the whole benchmark)
+- ``machine``: ``cpu_count``, ``platform``, ``processor``, ``python``, ``tensorflow``, ``keras``
+- ``settings``: ``test_images``, ``repeats``, ``latency_calls``, ``gallery_images``,
+  ``training_images``, ``photo_images``
+- ``models``: list, one per shipped model: ``name``, ``arch``, ``params``, ``test_accuracy``,
+  ``flip_tta_accuracy`` (null where the model does not use flip-TTA), ``images_per_second``
+  (batch inference over the test images), ``speed_vs_seed003`` (images_per_second ratio)
+- ``seed003``: ``source`` (which model was timed; an untrained build when the registry has no
+  seed003_cnn: throughput does not depend on the weights), ``images_per_second``
+- ``single_image``: full classify path (decode PNG/JPEG bytes → preprocess → model →
+  probabilities): ``model``, ``calls``, ``p50_ms``, ``p95_ms``, ``target_p50_ms``
+- ``neighbours``: ``encoder`` (best by precision), ``encoder_description``, ``k``,
+  ``precision_at_k`` (test images as queries against the training gallery),
+  ``target_precision``, ``gallery_images`` (train + test), ``query_p50_ms``, ``query_p95_ms``,
+  ``target_p50_ms``, ``queries``, ``recall_vs_brute_force`` (fast path vs exact search),
+  ``per_encoder`` (list of ``name``, ``description``, ``precision_at_k``)
+- ``training``: ``arch`` ("fashion_net"), ``images``, ``batch_size``, ``images_per_second``
+  (one epoch, the first batch — graph tracing — excluded)
+- ``photo_proxy``: ``model``, ``n``, ``clean_accuracy``, ``photo_accuracy``, ``ratio``,
+  ``target_ratio`` (synthetic catalogue photos vs clean test images)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import os
+import platform
+import time
+
+import numpy as np
+
+from . import zoo
+from .data import load_fashion_mnist, to_model_input
+from .errors import ModelNotFoundError
+
+TARGET_SINGLE_P50_MS = 15.0
+TARGET_QUERY_P50_MS = 2.0
+TARGET_PRECISION = 0.92
+TARGET_PHOTO_RATIO = 0.95
+NEIGHBOURS_K = 10
+SEED003 = "seed003_cnn"
+
+FULL = {"test_images": None, "repeats": 3, "latency_calls": 300, "gallery_images": None,
+        "training_images": 6000, "photo_images": 2000}
+QUICK = {"test_images": 1000, "repeats": 2, "latency_calls": 50, "gallery_images": 6000,
+         "training_images": 512, "photo_images": 200}
+
+
+def machine_info():
+    import keras
+    import tensorflow as tf
+
+    return {
+        "cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+def shipped_models(registry):
+    """Registry entries trained on Fashion-MNIST, by name."""
+    return [e for e in registry.list() if (e.metadata.get("dataset") or {"kind": "fashion-mnist"}).get("kind") == "fashion-mnist"]
+
+
+def _sample(n_total, limit, seed=0):
+    if not limit or limit >= n_total:
+        return np.arange(n_total)
+    return np.sort(np.random.default_rng(seed).permutation(n_total)[:limit])
+
+
+def _percentiles_ms(seconds):
+    values = 1000.0 * np.asarray(seconds)
+    return float(np.percentile(values, 50)), float(np.percentile(values, 95))
+
+
+def batch_throughput(model, images, repeats, batch_size=500):
+    """Median images/second of compiled direct calls over ``images`` (float32 N, H, W, C)."""
+    from .inference import _compiled_call
+
+    call = _compiled_call(model, images.shape[1:])
+    call(images[:batch_size])  # trace once, outside the timing
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for i in range(0, len(images), batch_size):
+            np.asarray(call(images[i : i + batch_size]))
+        rates.append(len(images) / (time.perf_counter() - started))
+    return float(np.median(rates))
+
+
+def bench_models(registry, entries, dataset, test_idx, repeats):
+    """Accuracy and throughput of every shipped model, and of the seed 003 architecture."""
+    from .evaluation import flip_tta_probabilities
+    from .training import predict_probabilities
+
+    x_uint8, y = dataset.x_test[test_idx], dataset.y_test[test_idx]
+    x = to_model_input(x_uint8)
+    rows = []
+    seed003_rate, seed003_source = None, None
+    for entry in entries:
+        model = registry.load_classifier(entry.name)
+        accuracy = float(np.mean(predict_probabilities(model, x).argmax(1) == y))
+        uses_tta = entry.metadata.get("flip_tta_accuracy") is not None
+        tta = float(np.mean(flip_tta_probabilities(model, x_uint8).argmax(1) == y)) if uses_tta else None
+        rate = batch_throughput(model, x, repeats)
+        rows.append({"name": entry.name, "arch": entry.metadata.get("arch", "imported"),
+                     "params": int(model.count_params()), "test_accuracy": accuracy,
+                     "flip_tta_accuracy": tta, "images_per_second": rate})
+        if seed003_rate is None and entry.metadata.get("arch") == SEED003:
+            seed003_rate, seed003_source = rate, f"registry model {entry.name!r}"
+    if seed003_rate is None:
+        model = zoo.build(SEED003, dataset.image_shape, dataset.num_classes).classifier
+        seed003_rate = batch_throughput(model, x, repeats)
+        seed003_source = "untrained zoo.build('seed003_cnn') (no seed003_cnn in the registry; throughput does not depend on weights)"
+    for row in rows:
+        row["speed_vs_seed003"] = row["images_per_second"] / seed003_rate
+    return rows, {"source": seed003_source, "images_per_second": seed003_rate}
+
+
+def _encoded_test_images(dataset, count=20):
+    """PNG and JPEG bytes of test images, alternating, as an upload would arrive."""
+    from PIL import Image
+
+    blobs = []
+    for i in range(count):
+        image = dataset.x_test[i]
+        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+        buffer = io.BytesIO()
+        pil.save(buffer, format="PNG" if i % 2 == 0 else "JPEG", quality=90)
+        blobs.append(buffer.getvalue())
+    return blobs
+
+
+def bench_single_image(registry, model_name, dataset, calls):
+    """p50/p95 latency of ``Classifier.classify`` on PNG/JPEG bytes."""
+    from .inference import Classifier
+
+    classifier = Classifier.from_registry(model_name, registry=registry)
+    blobs = _encoded_test_images(dataset)
+    for blob in blobs[:3]:
+        classifier.classify(blob, top_k=3)  # warm-up: tracing, first allocations
+    timings = []
+    for i in range(calls):
+        started = time.perf_counter()
+        classifier.classify(blobs[i % len(blobs)], top_k=3)
+        timings.append(time.perf_counter() - started)
+    p50, p95 = _percentiles_ms(timings)
+    return classifier, {"model": model_name, "calls": calls, "p50_ms": p50, "p95_ms": p95,
+                        "target_p50_ms": TARGET_SINGLE_P50_MS}
+
+
+def bench_neighbours(registry, dataset, gallery_limit, calls):
+    """Precision@10 of every encoder (test queries vs the training gallery) and query latency
+    over the train + test gallery with the best encoder."""
+    from .latent import NeighbourIndex, embed, encoder_for, encoder_options, precision_at_k
+
+    n_train, n_test = len(dataset.y_train), len(dataset.y_test)
+    if gallery_limit:  # keep the 6:1 train/test proportion of Fashion-MNIST
+        train_idx = _sample(n_train, gallery_limit * n_train // (n_train + n_test))
+        test_idx = _sample(n_test, max(1, gallery_limit * n_test // (n_train + n_test)))
+    else:
+        train_idx, test_idx = np.arange(n_train), np.arange(n_test)
+    x_train, y_train = dataset.x_train[train_idx], dataset.y_train[train_idx]
+    x_test, y_test = dataset.x_test[test_idx], dataset.y_test[test_idx]
+
+    per_encoder, best = [], None
+    for name, description in encoder_options(registry):
+        encoder, _ = encoder_for(name, registry)
+        train_vectors, test_vectors = embed(encoder, x_train), embed(encoder, x_test)
+        precision = precision_at_k(NeighbourIndex(train_vectors, y_train), test_vectors, y_test, k=NEIGHBOURS_K)
+        per_encoder.append({"name": name, "description": description, "precision_at_k": precision})
+        if best is None or precision > best[0]:
+            best = (precision, name, description, train_vectors, test_vectors)
+    if best is None:
+        raise ModelNotFoundError("no registry model has an encoder to benchmark neighbour search with.")
+    precision, name, description, train_vectors, test_vectors = best
+
+    index = NeighbourIndex(np.concatenate([train_vectors, test_vectors]), np.concatenate([y_train, y_test]))
+    queries = np.random.default_rng(0).choice(len(test_vectors), min(calls, len(test_vectors)), replace=False)
+    gallery_rows = len(train_vectors) + queries  # each query is in the gallery: skip itself
+    index.query(test_vectors[queries[0]], k=NEIGHBOURS_K, exclude=[gallery_rows[0]])  # warm-up
+    timings, found = [], []
+    for q, row in zip(queries, gallery_rows):
+        started = time.perf_counter()
+        _, neighbours = index.query(test_vectors[q], k=NEIGHBOURS_K, exclude=[row])
+        timings.append(time.perf_counter() - started)
+        found.append(neighbours[0])
+    _, exact = index.query(test_vectors[queries], k=NEIGHBOURS_K, exclude=gallery_rows, exact=True)
+    recall = float(np.mean([len(set(a) & set(b)) / NEIGHBOURS_K for a, b in zip(found, exact)]))
+    p50, p95 = _percentiles_ms(timings)
+    return {"encoder": name, "encoder_description": description, "k": NEIGHBOURS_K,
+            "precision_at_k": precision, "target_precision": TARGET_PRECISION,
+            "gallery_images": len(index), "query_p50_ms": p50, "query_p95_ms": p95,
+            "target_p50_ms": TARGET_QUERY_P50_MS, "queries": len(queries),
+            "recall_vs_brute_force": recall, "per_encoder": per_encoder}
+
+
+def bench_training(dataset, images, batch_size=128, seed=0):
+    """fashion_net training throughput (images/second) over one epoch on a subset."""
+    import keras
+
+    from .training import make_optimizer
+
+    keras.utils.set_random_seed(seed)
+    spec = zoo.get_spec("fashion_net")
+    idx = _sample(len(dataset.y_train), images, seed)
+    x = to_model_input(dataset.x_train[idx])
+    y = np.eye(dataset.num_classes, dtype=np.float32)[dataset.y_train[idx]]
+    model = zoo.build("fashion_net", dataset.image_shape, dataset.num_classes).classifier
+    steps = int(np.ceil(len(x) / batch_size))
+    model.compile(optimizer=make_optimizer(spec.optimizer, spec.learning_rate, spec.weight_decay, spec.lr_schedule, steps),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=spec.label_smoothing))
+    stamps = []
+
+    class _Stamps(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            stamps.append(time.perf_counter())
+
+    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=True, callbacks=[_Stamps()])
+    timed_images = len(x) - batch_size  # the first batch includes graph tracing
+    rate = timed_images / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
+    return {"arch": "fashion_net", "images": int(len(x)), "batch_size": batch_size, "images_per_second": float(rate)}
+
+
+def run_benchmark(quick=False, registry=None, progress=None):
+    """Run every measurement; returns the JSON-able dict described in the module docstring.
+
+    ``progress``: optional callable receiving one line per step (for the CLI's stderr).
+    """
+    from .inference import best_model_name
+    from .photo_proxy import catalogue_photo_accuracy
+    from .registry import Registry
+
+    say = progress or (lambda line: None)
+    started = time.perf_counter()
+    registry = registry or Registry()
+    settings = dict(QUICK if quick else FULL)
+    entries = shipped_models(registry)
+    if not entries:
+        raise ModelNotFoundError(
+            f"no Fashion-MNIST models in {registry.root}: train one first "
+            "(`python -m fashion_core train --arch fashion_net`)."
+        )
+    dataset = load_fashion_mnist()
+    test_idx = _sample(len(dataset.y_test), settings["test_images"])
+    settings["test_images"] = int(len(test_idx))
+    result = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "quick": bool(quick),
+              "machine": machine_info(), "settings": settings}
+
+    say(f"models: accuracy and batch throughput on {len(test_idx)} test images")
+    result["models"], result["seed003"] = bench_models(registry, entries, dataset, test_idx, settings["repeats"])
+
+    best = best_model_name(registry)
+    say(f"single-image latency of {best} ({settings['latency_calls']} calls)")
+    classifier, result["single_image"] = bench_single_image(registry, best, dataset, settings["latency_calls"])
+
+    say("photo proxy: synthetic catalogue photos vs clean test images")
+    photo = catalogue_photo_accuracy(classifier, dataset, n=settings["photo_images"], seed=0)
+    result["photo_proxy"] = {"model": best, **photo, "target_ratio": TARGET_PHOTO_RATIO}
+
+    say("nearest neighbours: precision@10 per encoder and query latency")
+    result["neighbours"] = bench_neighbours(registry, dataset, settings["gallery_images"], settings["latency_calls"])
+    settings["gallery_images"] = result["neighbours"]["gallery_images"]
+
+    say(f"training throughput of fashion_net on {settings['training_images']} images")
+    result["training"] = bench_training(dataset, settings["training_images"])
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def format_report(result):
+    """The human table of a ``run_benchmark`` result."""
+    m, s = result["machine"], result["settings"]
+    lines = [f"bench{' --quick' if result['quick'] else ''} on {m['cpu_count']} CPU(s), {m['platform']}, "
+             f"TensorFlow {m['tensorflow']}, {result['date']}",
+             f"{'model':<24}{'arch':<22}{'test acc':>9}{'flip-TTA':>9}{'img/s':>10}{'vs seed003':>11}"]
+    for r in result["models"]:
+        lines.append(f"{r['name']:<24}{r['arch']:<22}{r['test_accuracy']:>9.4f}{_fmt(r['flip_tta_accuracy'], '.4f'):>9}"
+                     f"{r['images_per_second']:>10.0f}{r['speed_vs_seed003']:>10.2f}x")
+    sd = result["seed003"]
+    lines.append(f"  seed003 reference: {sd['images_per_second']:.0f} img/s ({sd['source']}); "
+                 f"accuracy on {s['test_images']} test images")
+    si = result["single_image"]
+    lines.append(f"single image ({si['model']}, PNG/JPEG bytes → probabilities): p50 {si['p50_ms']:.1f} ms, "
+                 f"p95 {si['p95_ms']:.1f} ms over {si['calls']} calls (target p50 ≤ {si['target_p50_ms']:.0f} ms)")
+    nb = result["neighbours"]
+    lines.append(f"neighbours ({nb['encoder']}: {nb['encoder_description']}): precision@{nb['k']} "
+                 f"{nb['precision_at_k']:.4f} (target ≥ {nb['target_precision']}); top-{nb['k']} query over "
+                 f"{nb['gallery_images']} images p50 {nb['query_p50_ms']:.2f} ms, p95 {nb['query_p95_ms']:.2f} ms "
+                 f"(target ≤ {nb['target_p50_ms']:.0f} ms), recall vs brute force {nb['recall_vs_brute_force']:.3f}")
+    for r in nb["per_encoder"]:
+        lines.append(f"  {r['name']:<22}{r['description']:<48} precision@{nb['k']} {r['precision_at_k']:.4f}")
+    ph = result["photo_proxy"]
+    lines.append(f"catalogue photos ({ph['model']}, n={ph['n']}): {ph['photo_accuracy']:.4f} vs clean "
+                 f"{ph['clean_accuracy']:.4f} = {ph['ratio']:.1%} (target ≥ {ph['target_ratio']:.0%})")
+    tr = result["training"]
+    lines.append(f"training fashion_net: {tr['images_per_second']:.0f} img/s (one epoch, {tr['images']} images, batch {tr['batch_size']})")
+    lines.append(f"total {result['seconds']:.1f} s")
+    return "\n".join(lines)

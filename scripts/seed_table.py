@@ -1,0 +1,197 @@
+"""Generate README.md's "Reproducing the seeds" table from the model registry.
+
+For every seed architecture (and fashion_net) the table shows the paper's claimed accuracy
+(``zoo.ARCHITECTURES[arch].paper_accuracy``), what our registry model reached with the paper's
+settings (metadata: test accuracy, epochs run, training time, command) and, where we fall short
+of the paper, a note derived from the data (fewer epochs than the paper, a training subset,
+early stopping, ...). The table is rewritten between ``<!-- seed-table:start -->`` and
+``<!-- seed-table:end -->`` (appended under "## Reproducing the seeds" when missing).
+
+Usage::
+
+    python scripts/seed_table.py [--readme README.md] [--models models/] [--check]
+
+``--check`` exits 1 when the README is out of date (and writes nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from fashion_core import zoo  # noqa: E402
+from fashion_core.registry import Registry  # noqa: E402
+
+START, END = "<!-- seed-table:start -->", "<!-- seed-table:end -->"
+HEADING = "## Reproducing the seeds"
+ROWS = ("seed003_cnn", "seed004_cnn", "conv_autoencoder", "deep_autoencoder_dnn", "vgg16_transfer", "fashion_net")
+SHORTFALL_PP = 0.5  # below the paper by more than this many points → explain
+VGG16_WEIGHTS = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def paper_percent(text):
+    """The first percentage in a paper claim ("92.02–92.34%" → 92.02), or None."""
+    match = re.search(r"(\d+(?:\.\d+)?)\s*(?:[–-]\s*\d+(?:\.\d+)?\s*)?%", text or "")
+    return float(match.group(1)) if match else None
+
+
+def pick_model(entries, arch):
+    """The registry model for ``arch``: the one named like the architecture, else the most
+    accurate Fashion-MNIST model of that architecture, else None."""
+    candidates = [e for e in entries if e.metadata.get("arch") == arch
+                  and (e.metadata.get("dataset") or {"kind": "fashion-mnist"}).get("kind") == "fashion-mnist"]
+    for entry in candidates:
+        if entry.name == arch:
+            return entry
+    return max(candidates, key=lambda e: e.metadata.get("test_accuracy") or 0.0, default=None)
+
+
+def missing_reason(arch):
+    if arch == "vgg16_transfer":
+        cache = Path.home() / ".keras" / "models" / VGG16_WEIGHTS
+        if not cache.is_file():
+            return "VGG16's ImageNet weights cannot be downloaded on this offline machine"
+    return f"no {arch} model in the registry; train it with scripts/train_shipped_models.sh"
+
+
+def _epochs_text(metadata, spec):
+    runs = metadata.get("epochs_run") or {}
+    parts = []
+    if spec.pretrain:
+        parts.append(f"AE {runs.get('autoencoder', 0)}/{spec.extra.get('pretrain_epochs', spec.epochs)}")
+    parts.append(f"{runs.get('classifier', 0)}/{spec.epochs}")
+    if runs.get("fine_tune"):
+        parts.append(f"+{runs['fine_tune']} fine-tune")
+    return ", ".join(parts)
+
+
+def shortfall_reasons(metadata, spec):
+    """Why a reproduction may fall short of its paper, read from the run's own metadata."""
+    hp = metadata.get("hyper_parameters") or {}
+    runs = metadata.get("epochs_run") or {}
+    reasons = []
+    configured = hp.get("epochs", spec.epochs)
+    if configured < spec.epochs:
+        reasons.append(f"{configured} classifier epochs instead of the paper's {spec.epochs}")
+    elif runs.get("classifier", configured) < configured:
+        reasons.append(f"early stopping after {runs['classifier']} of {configured} epochs")
+    if spec.pretrain:
+        paper_pre = spec.extra.get("pretrain_epochs", spec.epochs)
+        if (hp.get("pretrain_epochs") or 0) < paper_pre:
+            reasons.append(f"{hp.get('pretrain_epochs') or 0} autoencoder epochs instead of {paper_pre}")
+    if hp.get("limit"):
+        reasons.append(f"trained on a {hp['limit']}-image subset")
+    if hp.get("batch_size", spec.batch_size) != spec.batch_size:
+        reasons.append(f"batch {hp['batch_size']} instead of {spec.batch_size}")
+    if (hp.get("optimizer") or spec.optimizer) != spec.optimizer or hp.get("learning_rate", spec.learning_rate) != spec.learning_rate:
+        reasons.append(f"{hp.get('optimizer')} lr {hp.get('learning_rate')} instead of {spec.optimizer} lr {spec.learning_rate}")
+    if metadata.get("cancelled"):
+        reasons.append("training was cancelled")
+    return reasons
+
+
+def note_for(metadata, spec, ours_percent):
+    claim = paper_percent(spec.paper_accuracy)
+    if claim is None or ours_percent is None:
+        return ""
+    gap = ours_percent - claim
+    if gap >= -SHORTFALL_PP:
+        return f"{'+' if gap >= 0 else ''}{gap:.2f} pp vs paper: reproduced"
+    reasons = shortfall_reasons(metadata, spec)
+    why = "; ".join(reasons) if reasons else "same settings as the paper; the gap is unexplained"
+    return f"{gap:.2f} pp vs paper — why we think so: {why}"
+
+
+def _minutes(seconds):
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _cell(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table_rows(registry):
+    entries = registry.list()
+    rows = []
+    for arch in ROWS:
+        spec = zoo.ARCHITECTURES[arch]
+        claim = spec.paper_accuracy or "-"
+        entry = pick_model(entries, arch)
+        if entry is None:
+            rows.append([spec.title, claim, f"not trained ({missing_reason(arch)})", "-", "-", "-", ""])
+            continue
+        meta = entry.metadata
+        accuracy = meta.get("test_accuracy")
+        ours = f"{100 * accuracy:.2f}%" if isinstance(accuracy, (int, float)) else "-"
+        best = 100 * accuracy if isinstance(accuracy, (int, float)) else None
+        if meta.get("flip_tta_accuracy") is not None:
+            ours += f" (flip-TTA {100 * meta['flip_tta_accuracy']:.2f}%)"
+            best = max(best or 0.0, 100 * meta["flip_tta_accuracy"])
+        if arch == "seed003_cnn":
+            cv = registry.experiments(entry.name).get("cv")
+            if cv:
+                ours += (f"; {len(cv['folds'])}-fold CV {100 * cv['mean_test_accuracy']:.2f}% "
+                         f"± {100 * cv['std_test_accuracy']:.2f}")
+        command = f"`{meta['command']}`" if meta.get("command") else "-"
+        rows.append([f"{spec.title} (`{entry.name}`)", claim, ours, _epochs_text(meta, spec),
+                     _minutes(meta.get("train_seconds")), command, note_for(meta, spec, best)])
+    return rows
+
+
+def render_table(registry):
+    header = ["Architecture", "Paper claims", "Ours (test accuracy)", "Epochs run / paper",
+              "Training time", "Command", "Notes"]
+    lines = [
+        "Generated by `python scripts/seed_table.py` from the registry's metadata (`--check` verifies it).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in table_rows(registry)]
+    return "\n".join(lines)
+
+
+def updated_readme(text, table):
+    """README text with the table between the markers (markers appended when missing)."""
+    block = f"{START}\n{table}\n{END}"
+    if START in text and END in text and text.index(START) < text.index(END):
+        return text[: text.index(START)] + block + text[text.index(END) + len(END):]
+    return text.rstrip("\n") + f"\n\n{HEADING}\n\n{block}\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", default=str(REPO / "README.md"))
+    parser.add_argument("--models", default=None, help="registry folder (default: FASHION_MODELS_DIR or models/)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the README is out of date")
+    args = parser.parse_args(argv)
+    readme = Path(args.readme)
+    if not readme.is_file():
+        print(f"error: {readme}: no such file.", file=sys.stderr)
+        return 2
+    text = readme.read_text()
+    new = updated_readme(text, render_table(Registry(args.models)))
+    if args.check:
+        if new != text:
+            print(f"{readme} is out of date: run python scripts/seed_table.py", file=sys.stderr)
+            return 1
+        print(f"{readme} is up to date.")
+        return 0
+    if new != text:
+        readme.write_text(new)
+        print(f"updated {readme}")
+    else:
+        print(f"{readme} already up to date.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""``bench --quick --json`` runs on a tiny registry and reports every field with sane values."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from fashion_core import cli
+from fashion_core.bench import format_report
+
+
+def _finite_positive(value):
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def _fraction(value):
+    return isinstance(value, (int, float)) and 0.0 <= value <= 1.0
+
+
+def test_bench_quick_json(models_env, capsys):
+    assert cli.main(["bench", "--quick", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+
+    assert result["quick"] is True and result["date"] and _finite_positive(result["seconds"])
+    assert set(result["machine"]) == {"cpu_count", "platform", "processor", "python", "tensorflow", "keras"}
+    assert result["machine"]["cpu_count"] >= 1
+    settings = result["settings"]
+    assert settings["test_images"] == 1000
+    assert settings["latency_calls"] >= 50
+
+    models = {row["name"]: row for row in result["models"]}
+    assert set(models) == {"tiny_cnn", "tiny_ae"}
+    for row in models.values():
+        assert set(row) == {"name", "arch", "params", "test_accuracy", "flip_tta_accuracy",
+                            "images_per_second", "speed_vs_seed003"}
+        assert _fraction(row["test_accuracy"]) and row["test_accuracy"] > 0.3
+        assert row["flip_tta_accuracy"] is None  # neither tiny model uses flip-TTA
+        assert _finite_positive(row["images_per_second"]) and _finite_positive(row["speed_vs_seed003"])
+    assert "untrained" in result["seed003"]["source"] and _finite_positive(result["seed003"]["images_per_second"])
+
+    single = result["single_image"]
+    assert single["model"] in models and single["calls"] == settings["latency_calls"]
+    assert 0 < single["p50_ms"] <= single["p95_ms"] and single["target_p50_ms"] == 15.0
+
+    nb = result["neighbours"]
+    assert nb["encoder"] in models and nb["k"] == 10 and nb["encoder_description"]
+    assert {r["name"] for r in nb["per_encoder"]} == set(models)
+    assert nb["precision_at_k"] == max(r["precision_at_k"] for r in nb["per_encoder"]) > 0.3
+    assert nb["gallery_images"] == settings["gallery_images"] and nb["gallery_images"] > 1000
+    assert 0 < nb["query_p50_ms"] <= nb["query_p95_ms"] and _fraction(nb["recall_vs_brute_force"])
+    assert nb["recall_vs_brute_force"] >= 0.9
+
+    training = result["training"]
+    assert training["arch"] == "fashion_net" and training["images"] == settings["training_images"]
+    assert _finite_positive(training["images_per_second"])
+
+    photo = result["photo_proxy"]
+    assert photo["n"] == settings["photo_images"] and photo["model"] == single["model"]
+    assert _fraction(photo["clean_accuracy"]) and _fraction(photo["photo_accuracy"]) and photo["ratio"] >= 0
+
+
+    table = format_report(result)
+    assert "tiny_cnn" in table and "precision@10" in table and "p50" in table and "img/s" in table
+
+
+def test_bench_refuses_an_empty_registry(registry, capsys):
+    assert cli.main(["bench", "--quick"]) == 2
+    assert "no Fashion-MNIST models" in capsys.readouterr().err

@@ -1,0 +1,139 @@
+"""Latent space: encoders from the registry, exact neighbour search, 2-D maps, reconstructions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fashion_core import latent
+from fashion_core.errors import InvalidParameterError, ModelNotFoundError
+from fashion_core.latent import NeighbourIndex
+
+
+def _brute_force(gallery, queries, k, exclude=None):
+    d = np.sqrt(((queries[:, None, :].astype(np.float64) - gallery[None, :, :]) ** 2).sum(-1))
+    if exclude is not None:
+        d[np.arange(len(queries)), exclude] = np.inf
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(d, order, axis=1), order
+
+
+def _clustered(n=3000, dims=192, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    centres = rng.normal(0, 4, (10, dims))
+    scale = np.linspace(1.5, 0.05, dims)  # decaying variance, like real embeddings
+    return (centres[labels] + rng.normal(0, 1, (n, dims)) * scale).astype(np.float32), labels
+
+
+@pytest.mark.parametrize("dims", [16, 192, 300])
+def test_batch_query_matches_brute_force(dims):
+    x, labels = _clustered(n=1500, dims=dims)
+    index = NeighbourIndex(x, labels)
+    queries = x[:40]
+    distances, indices = index.query(queries, k=7, exclude=np.arange(40))
+    assert distances.shape == indices.shape == (40, 7)
+    assert np.all(indices != np.arange(40)[:, None])  # the query itself is skipped
+    assert np.all(np.diff(distances, axis=1) >= -1e-5)
+    if dims <= latent.MAX_INDEX_DIMS:  # rotation only: distances are exact
+        ref_d, ref_i = _brute_force(x, queries, 7, exclude=np.arange(40))
+        np.testing.assert_allclose(distances, ref_d, rtol=1e-3, atol=1e-3)
+        assert np.mean(indices == ref_i) > 0.99
+    else:
+        assert index.dims == latent.MAX_INDEX_DIMS
+
+
+def test_single_query_fast_path_finds_the_true_neighbours():
+    x, labels = _clustered(n=4000, dims=192)
+    index = NeighbourIndex(x, labels)
+    assert index._coarse_dims == latent.COARSE_DIMS  # the fast path is in use
+    ref_d, ref_i = _brute_force(x, x[:20], 10, exclude=np.arange(20))
+    recalls = []
+    for i in range(20):
+        d, j = index.query(x[i], k=10, exclude=[i])
+        assert d.shape == j.shape == (1, 10)
+        recalls.append(len(set(j[0]) & set(ref_i[i])) / 10)
+        if index.last_query_exact:
+            np.testing.assert_allclose(d[0], ref_d[i], rtol=1e-3, atol=1e-3)
+    assert np.mean(recalls) >= 0.95
+    exact_d, exact_i = index.query(x[:1], k=10, exclude=[0], exact=True)
+    np.testing.assert_array_equal(exact_i[0], ref_i[0])
+
+
+def test_query_validates_its_arguments():
+    x, labels = _clustered(n=50, dims=8)
+    index = NeighbourIndex(x, labels, sources=np.array(["train"] * 50))
+    with pytest.raises(InvalidParameterError, match="k must be"):
+        index.query(x[:1], k=0)
+    with pytest.raises(InvalidParameterError, match="k must be"):
+        index.query(x[:1], k=50, exclude=[0])
+    with pytest.raises(InvalidParameterError, match=r"\(Q, 8\)"):
+        index.query(np.zeros((1, 9)), k=3)
+    with pytest.raises(InvalidParameterError, match="exclude"):
+        index.query(x[:2], k=3, exclude=[0])
+    with pytest.raises(InvalidParameterError, match="beyond"):
+        index.query(x[:1], k=3, exclude=[50])
+    with pytest.raises(InvalidParameterError, match="labels"):
+        NeighbourIndex(x, labels[:10])
+    with pytest.raises(InvalidParameterError, match="NaN"):
+        NeighbourIndex(np.full((3, 2), np.nan), [0, 1, 2])
+
+
+def test_precision_at_k_counts_agreeing_labels():
+    gallery = np.array([[0.0, 0], [0, 1], [10, 10], [10, 11]], np.float32)
+    index = NeighbourIndex(gallery, np.array([0, 0, 1, 1]))
+    assert latent.precision_at_k(index, np.array([[0, 0.5], [10, 10.5]]), np.array([0, 1]), k=2) == 1.0
+    assert latent.precision_at_k(index, np.array([[0, 0.5]]), np.array([1]), k=2) == 0.0
+    assert latent.precision_at_k(index, gallery, np.array([0, 0, 1, 1]), k=1, exclude=np.arange(4)) == 1.0
+
+
+def test_project_2d_pca_and_tsne():
+    x, _ = _clustered(n=400, dims=20)
+    coords, rows = latent.project_2d(x)
+    assert coords.shape == (400, 2) and coords.dtype == np.float32
+    np.testing.assert_array_equal(rows, np.arange(400))
+    coords, rows = latent.project_2d(x[:, :5], method="tsne", sample=60, seed=1)
+    assert coords.shape == (60, 2) and len(set(rows)) == 60 and np.all(np.diff(rows) > 0)
+    assert np.all(np.isfinite(coords))
+    big = np.zeros((latent.MAX_TSNE_ROWS + 1, 3), np.float32)
+    with pytest.raises(InvalidParameterError, match="t-SNE"):
+        latent.project_2d(big, method="tsne")
+    with pytest.raises(InvalidParameterError, match="projection"):
+        latent.project_2d(x, method="umap")
+
+
+def test_gallery_is_train_then_test(small_dataset):
+    images, labels, sources = latent.gallery(small_dataset)
+    n_train, n_test = len(small_dataset.y_train), len(small_dataset.y_test)
+    assert images.shape == (n_train + n_test, *small_dataset.image_shape) and images.dtype == np.uint8
+    np.testing.assert_array_equal(labels[:n_train], small_dataset.y_train)
+    np.testing.assert_array_equal(images[n_train:], small_dataset.x_test)
+    assert list(np.unique(sources[:n_train])) == ["train"] and list(np.unique(sources[n_train:])) == ["test"]
+
+
+def test_encoders_from_the_registry(trained_registry, small_dataset):
+    options = dict(latent.encoder_options(trained_registry))
+    assert options == {"tiny_ae": "autoencoder latent (256-d)", "tiny_cnn": "penultimate layer 'embedding' (64-d)"}
+    for name, dims in (("tiny_ae", 256), ("tiny_cnn", 64)):
+        encoder, description = latent.encoder_for(name, trained_registry)
+        vectors = latent.embed(encoder, small_dataset.x_test[:50], batch_size=16)
+        assert vectors.shape == (50, dims) and vectors.dtype == np.float32
+        same_as_float = latent.embed(encoder, small_dataset.x_test[:50].astype(np.float32) / 255.0)
+        np.testing.assert_allclose(vectors, same_as_float, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ModelNotFoundError):
+        latent.encoder_for("missing", trained_registry)
+
+
+def test_retrieval_beats_chance_on_a_trained_encoder(trained_registry, small_dataset):
+    encoder, _ = latent.encoder_for("tiny_cnn", trained_registry)
+    index = NeighbourIndex(latent.embed(encoder, small_dataset.x_train), small_dataset.y_train)
+    precision = latent.precision_at_k(index, latent.embed(encoder, small_dataset.x_test), small_dataset.y_test, k=10)
+    assert precision > 0.4  # chance is 0.1
+
+
+def test_reconstruct(trained_registry, small_dataset):
+    images = small_dataset.x_test[:5]
+    out = latent.reconstruct("tiny_ae", images, trained_registry)
+    assert out.shape == images.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(float) - images).mean() < np.abs(255.0 - images).mean()  # closer than the negative
+    assert latent.reconstruct("tiny_cnn", images, trained_registry) is None

@@ -1,0 +1,55 @@
+"""scripts/seed_table.py: the README's "Reproducing the seeds" table from the registry."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def seed_table():
+    spec = importlib.util.spec_from_file_location("seed_table", REPO / "scripts" / "seed_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paper_percent(seed_table):
+    assert seed_table.paper_percent("92.02–92.34%") == 92.02
+    assert seed_table.paper_percent("90.70% ± 0.33 (5-fold CV)") == 90.70
+    assert seed_table.paper_percent("target ≥ 95.0%") == 95.0
+    assert seed_table.paper_percent("") is None
+
+
+def test_rewrites_readme_and_check_mode(seed_table, trained_registry, tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("# Project\n\nIntro.\n")
+    args = ["--readme", str(readme), "--models", str(trained_registry.root)]
+    assert seed_table.main([*args, "--check"]) == 1  # markers missing: out of date
+    assert seed_table.main(args) == 0
+    text = readme.read_text()
+    assert text.startswith("# Project\n\nIntro.\n") and "## Reproducing the seeds" in text
+    block = text[text.index(seed_table.START): text.index(seed_table.END)]
+    rows = [line for line in block.splitlines() if line.startswith("| ") and "Architecture" not in line]
+    assert len(rows) == len(seed_table.ROWS)
+    by_arch = dict(zip(seed_table.ROWS, rows))
+    # tiny_cnn is seed004_cnn trained 1 epoch on a subset: its shortfall is explained from data.
+    assert "`tiny_cnn`" in by_arch["seed004_cnn"] and "83.0%" in by_arch["seed004_cnn"]
+    assert "1/10" in by_arch["seed004_cnn"]
+    if "pp vs paper —" in by_arch["seed004_cnn"]:
+        assert "1 classifier epochs instead of the paper's 10" in by_arch["seed004_cnn"]
+    assert "`tiny_ae`" in by_arch["conv_autoencoder"] and "AE 1/20" in by_arch["conv_autoencoder"]
+    assert "instead of the paper's 20" in by_arch["conv_autoencoder"]
+    assert "not trained (" in by_arch["vgg16_transfer"] and "not trained (" in by_arch["fashion_net"]
+    assert seed_table.main([*args, "--check"]) == 0
+    # A second run keeps the rest of the README and changes nothing.
+    readme.write_text(text.replace("Intro.", "Intro, edited."))
+    assert seed_table.main([*args, "--check"]) == 0
+    readme.write_text(text.replace("83.0%", "99.9%"))
+    assert seed_table.main([*args, "--check"]) == 1
+    assert seed_table.main(args) == 0 and readme.read_text() == text
+    assert seed_table.main(["--readme", str(tmp_path / "missing.md")]) == 2
