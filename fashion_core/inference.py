@@ -1,0 +1,254 @@
+"""Classify images with a registry model: preprocess → forward → postprocess (the shape of a
+Hugging Face pipeline), used by the dashboard and the ``classify`` command.
+
+``Classifier.forward`` calls the Keras model directly through one ``tf.function`` built with a
+fixed input signature (batch dimension free), never ``model.predict``: ``predict`` sets up a
+data pipeline on every call, which costs tens of milliseconds for a single image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .classes import keywords_for
+from .errors import FashionError, ImageError, ModelNotFoundError
+from .ood import errors_from_reconstructions, ood_score
+from .preprocess import PreparedImage, prepare_image
+
+DEFAULT_MIN_CONFIDENCE = 0.5
+
+
+@dataclass
+class Prediction:
+    """One classified image.
+
+    ``ood_score`` is reconstruction error / calibrated threshold (>1: out of distribution), or
+    None when no autoencoder is available. ``prepared`` holds what the model saw.
+    """
+
+    class_index: int
+    class_name: str
+    probability: float
+    top_k: list
+    keywords: tuple
+    flagged: bool
+    flag_reasons: list
+    ood_score: float | None
+    prepared: PreparedImage
+
+    def to_dict(self):
+        """JSON-able dict (without the images)."""
+        return {
+            "class_index": int(self.class_index),
+            "class_name": self.class_name,
+            "probability": float(self.probability),
+            "top_k": [{"class": name, "probability": float(p)} for name, p in self.top_k],
+            "keywords": list(self.keywords),
+            "flagged": bool(self.flagged),
+            "flag_reasons": list(self.flag_reasons),
+            "ood_score": None if self.ood_score is None else float(self.ood_score),
+        }
+
+
+def _compiled_call(model, image_shape):
+    """A ``tf.function`` calling ``model(x, training=False)`` for float32 (None, H, W, C)."""
+    import tensorflow as tf
+
+    signature = [tf.TensorSpec(shape=(None, *image_shape), dtype=tf.float32)]
+
+    @tf.function(input_signature=signature, reduce_retracing=True)
+    def call(x):
+        return model(x, training=False)
+
+    return call
+
+
+class Classifier:
+    """A classifier model with its class names, input shape and (optional) OOD autoencoder.
+
+    Parameters
+    ----------
+    model : keras.Model
+        (N, H, W, C) float32 in [0, 1] → (N, K) softmax.
+    class_names : sequence of str, length K
+    image_shape : tuple (H, W, C)
+    autoencoder : keras.Model, optional
+        Reconstructs (N, H, W, C); used for the out-of-distribution score.
+    ood : dict, optional
+        The autoencoder's calibration (``metadata["ood"]``, with ``reconstruction_threshold``).
+    name : str, optional
+    min_confidence : float
+        Top probabilities below this are flagged as "low confidence".
+    """
+
+    def __init__(self, model, class_names, image_shape, *, autoencoder=None, ood=None, name=None,
+                 min_confidence=DEFAULT_MIN_CONFIDENCE):
+        self.model = model
+        self.class_names = tuple(class_names)
+        self.image_shape = tuple(int(d) for d in image_shape)
+        self.name = name
+        self.min_confidence = float(min_confidence)
+        self.ood = dict(ood) if ood else None
+        self.autoencoder = autoencoder if self.ood and self.ood.get("reconstruction_threshold") else None
+        self.ood_source = None  # name of the model whose autoencoder gives the OOD score
+        self._forward = _compiled_call(model, self.image_shape)
+        self._reconstruct = _compiled_call(self.autoencoder, self.image_shape) if self.autoencoder is not None else None
+
+    # --- construction from the registry ----------------------------------------------------------
+
+    @classmethod
+    def from_registry(cls, name=None, registry=None, **options):
+        """Load a registry model (default: the best Fashion-MNIST model) with an OOD autoencoder:
+        its own, or else the best calibrated one of another model trained on the same dataset."""
+        from .registry import Registry
+
+        registry = registry or Registry()
+        if name is None:
+            name = best_model_name(registry)
+            if name is None:
+                raise ModelNotFoundError(
+                    f"no models in {registry.root}: train one first, e.g. "
+                    "`python -m fashion_core train --arch fashion_net`."
+                )
+        entry = registry.get(name)
+        meta = entry.metadata
+        model = registry.load_classifier(name)
+        image_shape = tuple(meta.get("image_shape") or model.inputs[0].shape[1:])
+        class_names = meta.get("class_names") or _default_class_names(model)
+        autoencoder, ood_meta, source = _find_autoencoder(registry, entry, image_shape)
+        classifier = cls(model, class_names, image_shape, autoencoder=autoencoder, ood=ood_meta, name=name, **options)
+        classifier.ood_source = source if classifier.autoencoder is not None else None
+        return classifier
+
+    # --- the three stages ------------------------------------------------------------------------
+
+    def preprocess(self, source, name="image"):
+        """Any image source → ``PreparedImage`` at this model's resolution (see preprocess.py)."""
+        return prepare_image(source, self.image_shape, name=name)
+
+    def forward(self, batch):
+        """(N, H, W, C) float32 in [0, 1] → (N, K) probabilities."""
+        batch = np.asarray(batch, dtype=np.float32)
+        return np.asarray(self._forward(batch))
+
+    def ood_scores(self, batch):
+        """(N, H, W, C) → (N,) OOD scores, or None without an autoencoder."""
+        if self._reconstruct is None:
+            return None
+        batch = np.asarray(batch, dtype=np.float32)
+        errors = errors_from_reconstructions(batch, self._reconstruct(batch))
+        return np.array([ood_score(e, self.ood) for e in errors], dtype=np.float64)
+
+    def postprocess(self, probabilities, prepared, top_k=3, ood_score=None):
+        """(K,) probabilities of one image → ``Prediction`` with top-k, keywords and flags.
+
+        ``ood_score`` is computed here from ``prepared`` when not given and an autoencoder is set.
+        """
+        probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+        k = max(1, min(int(top_k), len(probabilities)))
+        order = np.argsort(-probabilities, kind="stable")[:k]
+        best = int(order[0])
+        if ood_score is None and self._reconstruct is not None:
+            ood_score = float(self.ood_scores(prepared.model_input[None])[0])
+        reasons = []
+        if prepared.blank:
+            reasons.append("no garment found: the image looks blank")
+        elif prepared.busy_background:
+            reasons.append("busy background: not a garment on a plain backdrop")
+        if probabilities[best] < self.min_confidence:
+            reasons.append(f"low confidence ({probabilities[best]:.0%})")
+        if ood_score is not None and ood_score > 1.0:
+            reasons.append(f"does not look like one of the {len(self.class_names)} garment types")
+        class_name = self.class_names[best]
+        return Prediction(
+            class_index=best,
+            class_name=class_name,
+            probability=float(probabilities[best]),
+            top_k=[(self.class_names[i], float(probabilities[i])) for i in order],
+            keywords=keywords_for(class_name),
+            flagged=bool(reasons),
+            flag_reasons=reasons,
+            ood_score=None if ood_score is None else float(ood_score),
+            prepared=prepared,
+        )
+
+    # --- convenience -----------------------------------------------------------------------------
+
+    def classify(self, source, top_k=3, name="image"):
+        """One image (bytes, PIL image or array) → ``Prediction``; bad input raises ImageError."""
+        prepared = self.preprocess(source, name=name)
+        batch = prepared.model_input[None]
+        scores = self.ood_scores(batch)
+        return self.postprocess(self.forward(batch)[0], prepared, top_k=top_k,
+                                ood_score=None if scores is None else float(scores[0]))
+
+    def classify_many(self, items, top_k=3):
+        """[(name, bytes)] → one ``Prediction`` or ``ImageError`` per item, in order.
+
+        Bad items never stop the others; the good ones go through the model as one batch.
+        """
+        results, prepared = [], []
+        for name, data in items:
+            try:
+                item = self.preprocess(data, name=name)
+            except ImageError as exc:
+                results.append(exc)
+                continue
+            results.append(None)
+            prepared.append((len(results) - 1, item))
+        if prepared:
+            batch = np.stack([p.model_input for _, p in prepared])
+            probabilities = self.forward(batch)
+            scores = self.ood_scores(batch)
+            for row, (slot, item) in enumerate(prepared):
+                results[slot] = self.postprocess(probabilities[row], item, top_k=top_k,
+                                                 ood_score=None if scores is None else float(scores[row]))
+        return results
+
+
+def _default_class_names(model):
+    return tuple(f"class {i}" for i in range(int(model.outputs[0].shape[-1])))
+
+
+def _dataset_key(metadata):
+    """What makes two models' inputs comparable: dataset recipe, classes and image shape."""
+    spec = metadata.get("dataset") or {"kind": "fashion-mnist"}
+    return (repr(sorted(spec.items())), tuple(metadata.get("class_names") or ()), tuple(metadata.get("image_shape") or ()))
+
+
+def _find_autoencoder(registry, entry, image_shape):
+    """(autoencoder, calibration, source name) for ``entry``: its own calibrated autoencoder, else
+    the best calibrated one among models of the same dataset; (None, None, None) if none loads."""
+    candidates = [entry] if entry.has_autoencoder and entry.metadata.get("ood") else []
+    key = _dataset_key(entry.metadata)
+    others = [e for e in registry.list()
+              if e.name != entry.name and e.has_autoencoder and e.metadata.get("ood")
+              and _dataset_key(e.metadata) == key]
+    others.sort(key=lambda e: -(e.metadata.get("test_accuracy") or 0.0))
+    for candidate in candidates + others:
+        try:
+            autoencoder = registry.load_autoencoder(candidate.name)
+        except FashionError:  # a damaged autoencoder file: try the next model
+            continue
+        if autoencoder is not None and tuple(autoencoder.inputs[0].shape[1:]) == tuple(image_shape):
+            return autoencoder, candidate.metadata["ood"], candidate.name
+    return None, None, None
+
+
+def best_model_name(registry=None, dataset_kind="fashion-mnist"):
+    """Name of the registry model with the highest test accuracy on that dataset kind, or None."""
+    from .registry import Registry
+
+    registry = registry or Registry()
+    best, best_accuracy = None, -1.0
+    for entry in registry.list():
+        spec = entry.metadata.get("dataset") or {"kind": "fashion-mnist"}
+        if spec.get("kind") != dataset_kind:
+            continue
+        accuracy = entry.metadata.get("test_accuracy")
+        accuracy = float(accuracy) if isinstance(accuracy, (int, float)) else 0.0
+        if accuracy > best_accuracy:
+            best, best_accuracy = entry.name, accuracy
+    return best

@@ -1,0 +1,92 @@
+"""Out-of-distribution scores: how badly an autoencoder trained on garments reconstructs an image.
+
+An autoencoder reconstructs what looks like its training data well and anything else (noise,
+text, faces) badly. ``calibrate`` measures the reconstruction error on the test set after
+training and stores a threshold far above it with the model (``metadata["ood"]``); the score of
+an image is its error divided by that threshold, so a score above 1 means "does not look like
+one of the garment types".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .data import to_model_input
+
+# The threshold is this multiple of the test set's 99th percentile error: "far above" what real
+# garments give, so a garment is rarely flagged while noise/text/faces (typically 3–10x) are.
+THRESHOLD_FACTOR = 1.5
+CALIBRATION_BATCH = 512
+
+
+def errors_from_reconstructions(x, reconstructions):
+    """Mean squared error per image: (N, H, W, C) twice → (N,)."""
+    x = np.asarray(x, dtype=np.float32)
+    reconstructions = np.asarray(reconstructions, dtype=np.float32)
+    return np.mean((x - reconstructions) ** 2, axis=tuple(range(1, x.ndim))).astype(np.float64)
+
+
+def reconstruction_errors(autoencoder, x, batch_size=CALIBRATION_BATCH):
+    """Mean squared reconstruction error per image.
+
+    Parameters
+    ----------
+    autoencoder : keras.Model (or any callable (N, H, W, C) → (N, H, W, C))
+    x : ndarray of shape (N, H, W, C), uint8 or float32 in [0, 1]
+
+    Returns
+    -------
+    ndarray of shape (N,), float64
+    """
+    x = to_model_input(x)
+    out = []
+    for start in range(0, len(x), batch_size):
+        batch = x[start: start + batch_size]
+        try:
+            recon = autoencoder(batch, training=False)
+        except TypeError:  # a plain function / tf.function without a ``training`` argument
+            recon = autoencoder(batch)
+        out.append(errors_from_reconstructions(batch, recon))
+    return np.concatenate(out) if out else np.zeros((0,), np.float64)
+
+
+def threshold_from_errors(errors, factor=THRESHOLD_FACTOR):
+    """The calibration record for a set of in-distribution errors (N,)."""
+    errors = np.asarray(errors, dtype=np.float64)
+    p50, p99 = (float(v) for v in np.percentile(errors, [50, 99]))
+    return {
+        "reconstruction_threshold": factor * p99,
+        "test_p50": p50,
+        "test_p99": p99,
+        "threshold_factor": factor,
+        "n": int(len(errors)),
+    }
+
+
+def calibrate(bundle, dataset):
+    """OOD calibration of a freshly trained model on ``dataset.x_test``.
+
+    Parameters
+    ----------
+    bundle : zoo.ModelBundle
+        ``bundle.autoencoder`` may be None (then nothing is calibrated).
+    dataset : data.Dataset
+
+    Returns
+    -------
+    dict
+        ``{"ood": {"reconstruction_threshold", "test_p50", "test_p99", "n", ...}}`` to merge
+        into metadata.json, or ``{}`` without an autoencoder or test images.
+    """
+    autoencoder = getattr(bundle, "autoencoder", None)
+    if autoencoder is None or not len(dataset.x_test):
+        return {}
+    return {"ood": threshold_from_errors(reconstruction_errors(autoencoder, dataset.x_test))}
+
+
+def ood_score(error, calibration):
+    """error / threshold (>1 means out of distribution); None without a usable calibration."""
+    threshold = (calibration or {}).get("reconstruction_threshold")
+    if not threshold or threshold <= 0:
+        return None
+    return float(error) / float(threshold)

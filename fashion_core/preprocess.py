@@ -1,0 +1,473 @@
+"""One preprocessing path from any uploaded image to the model's input (dashboard, CLI, tests).
+
+Fashion-MNIST was made by trimming a product photo, resizing its longest edge to 28 pixels,
+extending it to a square and negating it: a bright garment, centred, on black. Real uploads are
+colour photos on a light background, any size, sometimes EXIF-rotated or transparent. The
+steps below mirror Fashion-MNIST's recipe so such photos look like what the model was trained on:
+
+decode (safely) → EXIF orientation → flatten transparency onto white → grayscale (or RGB for
+colour models) → detect a light background and invert → remove the background level → crop to
+the garment with a small margin → pad to a square → anti-aliased resize into the model size.
+
+An image that already is model-ready (the model's size, dark background, as Fashion-MNIST arrays
+are) passes through unchanged. Every step is a small function with its own test.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # the dashboard's upload limit uses the same number (20 MB)
+MAX_PIXELS = 40_000_000  # refuse before decoding (decompression bombs)
+
+# Analysis happens on a copy no larger than this (bounding boxes are mapped back): big photos
+# would otherwise cost seconds of numpy work for a 28-pixel result.
+WORKING_MAX_SIDE = 640
+LIGHT_BACKGROUND_LEVEL = 128  # median border luminance above this means "light background"
+BORDER_FRACTION = 0.04  # width of the border ring used to estimate the background
+MASK_MAX_SIDE = 128  # the garment mask is found on a copy at most this big
+FOREGROUND_MIN_LEVEL = 24  # after background removal, pixels above this may be garment
+FOREGROUND_RELATIVE_LEVEL = 0.2  # ... and above this fraction of the brightest garment pixel
+CROP_MARGIN = 0.02
+# Median absolute deviation of the border's luminance above which the backdrop is not plain
+# (uniform noise gives ~64; a catalogue backdrop with JPEG noise ~3; a garment touching the
+# edge moves the median deviation only while it covers less than half of the border).
+BUSY_BACKGROUND_SPREAD = 24.0  # margin around the garment box, as a fraction of its longest side
+
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+
+
+@dataclass
+class PreparedImage:
+    """An image ready for the model, with what a person needs to see and know about it.
+
+    Attributes
+    ----------
+    model_input : ndarray of shape (H, W, C), float32 in [0, 1]
+        Garment bright on black at the model's resolution.
+    preview : ndarray of shape (H, W, C), uint8
+        The same image as bytes: "what the model sees".
+    original : PIL.Image.Image
+        The decoded, EXIF-oriented RGB image (for display).
+    inverted : bool
+        A light background was detected and the image inverted.
+    bbox : tuple of int (left, top, right, bottom) or None
+        The garment's box in ``original`` coordinates; None when no garment was found.
+    notes : list of str
+        Human notes on what was done ("first frame of an animated GIF", ...).
+    busy_background : bool
+        The border is not a plain backdrop (noise, a scene): the garment cannot be separated
+        reliably, so answers deserve a warning. Always False for model-ready images.
+    """
+
+    model_input: np.ndarray
+    preview: np.ndarray
+    original: Image.Image
+    inverted: bool
+    bbox: tuple | None
+    notes: list = field(default_factory=list)
+    busy_background: bool = False
+
+    @property
+    def blank(self):
+        """True when nothing garment-like was found (all-white, all-black, 1x1 images...)."""
+        return self.bbox is None
+
+
+# --- decoding ----------------------------------------------------------------------------------
+
+
+def check_upload_size(n_bytes, name="image"):
+    """Refuse files over ``MAX_UPLOAD_BYTES`` (call with the size *before* reading a file)."""
+    if n_bytes > MAX_UPLOAD_BYTES:
+        raise ImageError(
+            f"{name}: {n_bytes / 2**20:.1f} MB is over the {MAX_UPLOAD_BYTES // 2**20} MB upload limit."
+        )
+
+
+def _sniff(data):
+    """A guess at what a non-image file is, for the error message."""
+    head = data[:512].lstrip()
+    if head.startswith(b"%PDF"):
+        return "looks like a PDF document"
+    if b"<svg" in head.lower() or head.startswith(b"<?xml"):
+        return "looks like an SVG drawing"
+    if head.startswith(b"PK\x03\x04"):
+        return "looks like a zip archive"
+    try:
+        head.decode("utf-8")
+        return "looks like a text file"
+    except UnicodeDecodeError:
+        return "unknown format"
+
+
+def _open_lazily(data, name):
+    """Open the header only (Pillow is lazy) and refuse oversized images before decoding."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: refused: too many pixels to decode safely ({exc}).") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+        raise ImageError(f"{name}: not an image Pillow can read ({_sniff(data)}).") from None
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            f"{name}: refused: {width}x{height} is {width * height / 1e6:.0f} million pixels, over "
+            f"the limit of {MAX_PIXELS // 1_000_000} million (a decompression bomb?)."
+        )
+    if width < 1 or height < 1:
+        raise ImageError(f"{name}: the image has no pixels ({width}x{height}).")
+    return image
+
+
+def _load_pixels(image, name):
+    """Decode the pixels, turning truncation, corruption and bomb warnings into ImageError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{name}: refused: too many pixels to decode safely ({exc}).") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageError(f"{name}: damaged or truncated image file ({reason}).") from None
+
+
+def first_frame(image, notes):
+    """Keep only the first frame of an animated image (GIF, APNG, WebP)."""
+    frames = getattr(image, "n_frames", 1)
+    if getattr(image, "is_animated", False) or frames > 1:
+        image.seek(0)
+        notes.append(f"first frame of an animated {image.format or 'image'} ({frames} frames)")
+    return image
+
+
+def apply_exif_orientation(image, notes=None):
+    """Rotate/flip as the camera's EXIF orientation tag says (phone photos)."""
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+        oriented = ImageOps.exif_transpose(image)
+    except Exception:  # broken EXIF blocks are common; the pixels are still fine
+        return image
+    if orientation not in (None, 1) and notes is not None:
+        notes.append(f"rotated according to its EXIF orientation ({orientation})")
+    return oriented if oriented is not None else image
+
+
+def reduce_to_8_bits(image, notes=None):
+    """16-bit (and 32-bit integer / float) grayscale images → 8-bit "L" by scaling, not clipping."""
+    if image.mode not in _SIXTEEN_BIT_MODES and image.mode != "F":
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        top = 1.0 if values.size and np.nanmax(values) <= 1.0 else 255.0
+        scaled = np.nan_to_num(values) / top * 255.0
+    else:
+        scaled = values / 257.0 if values.size and values.max() > 255 else values
+    if notes is not None:
+        notes.append("16-bit image reduced to 8 bits" if image.mode != "F" else "floating-point image scaled to 8 bits")
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+
+
+def flatten_transparency(image, background=(255, 255, 255), notes=None):
+    """Composite any transparency (alpha, palette transparency) onto white; return RGB.
+
+    Product cut-outs are transparent around the garment: white is what a shop page shows there.
+    """
+    has_alpha = image.mode in _ALPHA_MODES or (image.mode in ("P", "L", "RGB") and "transparency" in image.info)
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*background, 255))
+        if notes is not None and np.asarray(rgba.getchannel("A")).min() < 255:
+            notes.append("transparent areas flattened onto white")
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    if image.mode == "CMYK" and notes is not None:
+        notes.append("CMYK image converted to RGB")
+    return image.convert("RGB")
+
+
+def decode_image(data, name="image"):
+    """Decode image bytes into an EXIF-oriented RGB ``PIL.Image`` or raise ``ImageError``.
+
+    Refuses empty and oversized files, non-images (text, SVG, PDF renamed to .png), truncated
+    files and decompression bombs (by pixel count, before decoding).
+    """
+    return _decode(data, name)[0]
+
+
+def _decode(data, name):
+    """``(rgb_image, notes)``; see ``decode_image``."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ImageError(f"{name}: expected image bytes, got {type(data).__name__}.")
+    data = bytes(data)
+    if not data:
+        raise ImageError(f"{name}: not an image Pillow can read (the file is empty).")
+    check_upload_size(len(data), name)
+    notes = []
+    image = _open_lazily(data, name)
+    image = first_frame(image, notes)
+    _load_pixels(image, name)
+    if image.mode in _SIXTEEN_BIT_MODES or image.mode == "F":
+        image = reduce_to_8_bits(image, notes)
+    image = apply_exif_orientation(image, notes)
+    try:
+        rgb = flatten_transparency(image, notes=notes)
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"{name}: could not convert the image's colours ({exc}).") from None
+    return rgb, notes
+
+
+# --- pixel steps (numpy, float32 0..255) -----------------------------------------------------------
+
+
+def luminance(rgb):
+    """(H, W, 3) → (H, W) luminance (ITU-R 601-2, as Pillow's "L" conversion)."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    if rgb.ndim == 2:
+        return rgb
+    if rgb.shape[-1] == 1:
+        return rgb[..., 0]
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def border_pixels(array, fraction=BORDER_FRACTION):
+    """The outer ring of an (H, W[, C]) array, as (n,) or (n, C): where the background shows."""
+    h, w = array.shape[:2]
+    k = max(1, int(round(fraction * min(h, w))))
+    if 2 * k >= h or 2 * k >= w:
+        return array.reshape(h * w, *array.shape[2:])
+    parts = [array[:k], array[-k:], array[k:-k, :k], array[k:-k, -k:]]
+    return np.concatenate([p.reshape(-1, *array.shape[2:]) for p in parts], axis=0)
+
+
+def background_level(array):
+    """Median border value per channel: (C,) for (H, W, C), a float for (H, W)."""
+    return np.median(border_pixels(np.asarray(array, dtype=np.float32)), axis=0)
+
+
+def has_light_background(gray):
+    """True when the image's border is light (a product photo), False for dark (Fashion-MNIST)."""
+    return float(background_level(gray)) > LIGHT_BACKGROUND_LEVEL
+
+
+def background_spread(gray):
+    """Median absolute deviation of the border of an (H, W) array: ~0 for a plain backdrop."""
+    border = border_pixels(np.asarray(gray, dtype=np.float32))
+    return float(np.median(np.abs(border - np.median(border))))
+
+
+def invert(array):
+    """255 - x: light background → dark background, dark garment → bright garment."""
+    return 255.0 - np.asarray(array, dtype=np.float32)
+
+
+def remove_background(array):
+    """Subtract the border's level (a tinted or grey backdrop) so the background becomes 0, then
+    stretch back to 0..255. Works per channel for colour; a black background is unchanged."""
+    array = np.asarray(array, dtype=np.float32)
+    level = np.minimum(background_level(array), 254.0)
+    if np.all(level <= 0):
+        return array
+    return np.clip((array - level) * (255.0 / (255.0 - level)), 0.0, 255.0)
+
+
+def garment_bbox(gray):
+    """Box (left, top, right, bottom) of the bright garment in a dark-background (H, W) array,
+    right/bottom exclusive; None when the image is blank.
+
+    The mask is computed on a box-averaged copy (at most ``MASK_MAX_SIDE`` pixels) after a 3x3
+    median filter, so JPEG speckle and sensor noise neither stretch the box nor cost time.
+    """
+    gray = np.clip(np.asarray(gray, dtype=np.float32), 0, 255)
+    h, w = gray.shape
+    factor = max(1, int(np.ceil(max(h, w) / MASK_MAX_SIDE)))
+    small = Image.fromarray(gray)
+    if factor > 1:
+        small = small.reduce(factor)
+    if min(small.size) >= 3:  # on 8 bits: Pillow's rank filter is much faster than on floats
+        small = small.convert("L").filter(ImageFilter.MedianFilter(3))
+    small = np.asarray(small, dtype=np.float32)
+    peak = float(small.max(initial=0.0))
+    if peak < FOREGROUND_MIN_LEVEL:
+        return None
+    mask = small > max(FOREGROUND_MIN_LEVEL, FOREGROUND_RELATIVE_LEVEL * peak)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    return (int(cols[0]) * factor, int(rows[0]) * factor,
+            min(w, (int(cols[-1]) + 1) * factor), min(h, (int(rows[-1]) + 1) * factor))
+
+
+def crop_with_margin(array, bbox, margin=CROP_MARGIN):
+    """Crop (H, W[, C]) to ``bbox`` grown by ``margin`` × its longest side (clipped to the image)."""
+    left, top, right, bottom = bbox
+    pad = int(round(margin * max(right - left, bottom - top)))
+    h, w = array.shape[:2]
+    return array[max(0, top - pad): min(h, bottom + pad), max(0, left - pad): min(w, right + pad)]
+
+
+def pad_to_square(array, fill=0.0):
+    """Centre (H, W[, C]) on a square canvas of side max(H, W) filled with ``fill`` (black)."""
+    h, w = array.shape[:2]
+    side = max(h, w)
+    out = np.full((side, side, *array.shape[2:]), fill, dtype=np.float32)
+    top, left = (side - h) // 2, (side - w) // 2
+    out[top: top + h, left: left + w] = array
+    return out
+
+
+def resize_to_fit(array, height, width):
+    """Anti-aliased resize of (S, S[, C]) so its longest side fits (height, width), centred on
+    black. Pillow's LANCZOS filter widens with the scale factor, so downscaling is antialiased."""
+    array = np.clip(np.asarray(array, dtype=np.float32), 0, 255)
+    h, w = array.shape[:2]
+    scale = min(height / h, width / w)
+    new_h, new_w = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    channels = array.shape[2] if array.ndim == 3 else None
+    if (new_h, new_w) == (h, w):
+        resized = array
+    elif channels in (None, 1):
+        plane = array if channels is None else array[..., 0]
+        resized = np.asarray(Image.fromarray(plane).resize((new_w, new_h), Image.LANCZOS))
+        resized = resized if channels is None else resized[..., None]
+    else:
+        resized = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(array[..., c]))
+                                       .resize((new_w, new_h), Image.LANCZOS)) for c in range(channels)], axis=-1)
+    out = np.zeros((height, width, *array.shape[2:]), dtype=np.float32)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    out[top: top + new_h, left: left + new_w] = resized
+    return np.clip(out, 0, 255)
+
+
+# --- the whole path ---------------------------------------------------------------------------------
+
+
+def _as_pixels(source, name):
+    """Any accepted source → (rgb PIL image or None, float32 (H, W, 3|1) array, notes)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        image, notes = _decode(source, name)
+        return image, np.asarray(image, dtype=np.float32), notes
+    if isinstance(source, Image.Image):
+        notes = []
+        _load_pixels(source, name)
+        image = reduce_to_8_bits(source, notes) if source.mode in _SIXTEEN_BIT_MODES or source.mode == "F" else source
+        image = flatten_transparency(apply_exif_orientation(image, notes), notes=notes)
+        return image, np.asarray(image, dtype=np.float32), notes
+    if isinstance(source, np.ndarray):
+        array = source
+        if array.ndim == 2:
+            array = array[..., None]
+        if array.ndim != 3 or array.shape[-1] not in (1, 3) or min(array.shape[:2]) < 1:
+            raise ImageError(f"{name}: expected an (H, W), (H, W, 1) or (H, W, 3) array, got {source.shape}.")
+        if array.dtype == np.uint8:
+            pixels = array.astype(np.float32)
+        elif np.issubdtype(array.dtype, np.floating):
+            if not np.all(np.isfinite(array)):
+                raise ImageError(f"{name}: the array contains NaN or infinite values.")
+            pixels = np.asarray(array, np.float32) * (255.0 if array.max(initial=0) <= 1.0 else 1.0)
+        else:
+            raise ImageError(f"{name}: unsupported array type {array.dtype} (use uint8 or float in [0, 1]).")
+        return None, np.clip(pixels, 0, 255), []
+    raise ImageError(f"{name}: expected image bytes, a PIL image or a numpy array, got {type(source).__name__}.")
+
+
+def _to_channels(pixels, channels):
+    """(H, W, 1|3) float → the model's channel count (grayscale by luminance, or RGB)."""
+    if channels == 1:  # rounded like Pillow's "L" conversion, so a grey PNG keeps its exact values
+        return np.rint(luminance(pixels))[..., None]
+    if pixels.shape[-1] == 1:
+        return np.repeat(pixels, 3, axis=-1)
+    return pixels
+
+
+def _working_copy(pixels):
+    """Shrink very large images for analysis; returns (pixels, scale back to original coords)."""
+    h, w = pixels.shape[:2]
+    if max(h, w) <= WORKING_MAX_SIDE:
+        return pixels, 1.0
+    scale = WORKING_MAX_SIDE / max(h, w)
+    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(pixels[..., c])).resize(size, Image.BOX))
+              for c in range(pixels.shape[-1])]
+    return np.stack(planes, axis=-1), 1.0 / scale
+
+
+def prepare_image(source, image_shape, name="image"):
+    """Run the whole preprocessing path.
+
+    Parameters
+    ----------
+    source : bytes, PIL.Image.Image or ndarray
+        Encoded image bytes, a PIL image, or a uint8 array (H, W), (H, W, 1), (H, W, 3)
+        (float arrays in [0, 1] are accepted too). A Fashion-MNIST-style array (model size,
+        dark background) passes through unchanged.
+    image_shape : tuple (H, W, C)
+        The model's input shape; C is 1 (grayscale) or 3 (colour).
+    name : str
+        Used in error messages.
+
+    Returns
+    -------
+    PreparedImage
+
+    Raises
+    ------
+    ImageError
+        For anything that is not a safely decodable image.
+    """
+    height, width, channels = (int(d) for d in image_shape)
+    if channels not in (1, 3):
+        raise ImageError(f"{name}: models with {channels} channels are not supported (1 or 3).")
+    original, pixels, notes = _as_pixels(source, name)
+    pixels = _to_channels(pixels, channels)
+    working, back_scale = _working_copy(pixels)
+    gray = luminance(working)
+    inverted = has_light_background(gray)
+    if inverted:
+        working, gray = invert(working), invert(gray)
+        notes.append("light background detected: inverted so the garment is bright on black")
+
+    model_ready = working.shape[:2] == (height, width) and not inverted
+    busy = False
+    if model_ready:  # e.g. a Fashion-MNIST image: already trimmed, centred and negated
+        bbox = garment_bbox(gray)
+        result = working
+    else:
+        busy = background_spread(gray) > BUSY_BACKGROUND_SPREAD
+        if busy:
+            notes.append("busy background: the garment could not be separated from it reliably")
+        working = remove_background(working)
+        bbox = garment_bbox(luminance(working))
+        if bbox is None:
+            result = np.zeros((height, width, channels), np.float32)
+        else:
+            result = resize_to_fit(pad_to_square(crop_with_margin(working, bbox)), height, width)
+    if bbox is None:
+        notes.append("no garment found: the image looks blank")
+    elif back_scale != 1.0:
+        h, w = pixels.shape[:2]
+        left, top, right, bottom = bbox
+        bbox = (int(left * back_scale), int(top * back_scale),
+                min(w, int(np.ceil(right * back_scale))), min(h, int(np.ceil(bottom * back_scale))))
+
+    model_input = (np.clip(result, 0, 255) / 255.0).astype(np.float32)
+    if original is None:
+        rgb = np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
+        original = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+    return PreparedImage(
+        model_input=model_input,
+        preview=np.clip(np.rint(model_input * 255.0), 0, 255).astype(np.uint8),
+        original=original,
+        inverted=bool(inverted),
+        bbox=bbox,
+        notes=notes,
+        busy_background=bool(busy),
+    )
