@@ -1,0 +1,28 @@
+"""Fashion Studio: the dashboard's entry point (``streamlit run app.py``).
+
+Declares the pages, the shared sidebar (data source) and the page settings. TensorFlow is never
+imported here: pages import it lazily through ``ui.cache`` so the home page appears fast.
+"""
+
+import streamlit as st
+
+from ui.data_source import data_source_ui
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+    st.Page("pages/latent.py", title="Latent space", icon=":material/scatter_plot:"),
+    st.Page("pages/classify.py", title="Classify", icon=":material/photo_camera:"),
+    st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
+]
+
+
+def main():
+    st.set_page_config(page_title="Fashion Studio", page_icon=":material/checkroom:", layout="wide")
+    page = st.navigation(PAGES)
+    data_source_ui()
+    page.run()
+
+
+main()

@@ -1,0 +1,131 @@
+"""Classify: upload photos (or take one with the webcam) and see what a model makes of them."""
+
+import base64
+import io
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from fashion_core.errors import FashionError, ImageError
+from fashion_core.preprocess import MAX_UPLOAD_BYTES
+from ui import cache, charts, widgets
+
+IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
+
+
+def main():
+    st.title(":material/photo_camera: Classify")
+    st.caption("Upload product photos (PNG, JPEG, WebP, BMP or GIF — the first frame) or take one "
+               f"with your webcam, up to {MAX_UPLOAD_BYTES // 2**20} MB each. Photos on a light "
+               "background work best; the image is cropped and converted the way the model expects.")
+    entries, problems = cache.model_entries()
+    widgets.registry_problems_notice(problems)
+    if not entries:
+        widgets.no_models_notice()
+        return
+    entry, top_k = settings_ui(entries)
+    items = inputs_ui()
+    if not items:
+        st.info("Add one or more images above to classify them.")
+        return
+    try:
+        classifier = cache.inference_classifier(entry.name)
+    except FashionError as exc:
+        st.error(str(exc))
+        return
+    with st.spinner("Classifying…"):
+        results = classifier.classify_many(items, top_k=top_k)
+    if len(results) > 1:
+        results_table_ui(items, results)
+    for i, ((name, _), result) in enumerate(zip(items, results)):
+        result_ui(i, name, result, expanded=len(results) == 1)
+
+
+def settings_ui(entries):
+    from fashion_core.inference import best_model_name
+
+    c1, c2 = st.columns([3, 1])
+    with c1:
+        default = best_model_name(cache.registry()) or widgets.best_entry_name(entries)
+        entry = widgets.model_selector(entries, "Model", key="classify_model", default=default,
+                                       help="The best model trained on Fashion-MNIST is chosen by default. "
+                                            "Each model uses its own classes.")
+    top_k = c2.slider("Show the top", 1, min(10, len(entry.metadata.get("class_names") or [0] * 10)), 3,
+                      key="classify_top_k", help="How many of the most likely classes to show.")
+    classes = entry.metadata.get("class_names")
+    if classes:
+        st.caption(f"This model knows {len(classes)} classes: {', '.join(classes)}.")
+    return entry, top_k
+
+
+def inputs_ui():
+    """[(name, bytes)] of the uploaded files and the webcam photo."""
+    uploads = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="classify_uploads")
+    items = [(f.name, f.getvalue()) for f in uploads or []]
+    if st.toggle("Use the webcam", key="classify_use_camera"):
+        photo = st.camera_input("Take a photo of a garment on a plain background", key="classify_camera")
+        if photo is not None:
+            items.append(("webcam photo", photo.getvalue()))
+    return items
+
+
+def probability_figure(top_k):
+    names = [name for name, _ in top_k][::-1]
+    values = [p for _, p in top_k][::-1]
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=[charts.SECOND] * (len(values) - 1) + [charts.ACCENT],
+                           text=[f"{p:.1%}" for p in values], textposition="outside"))
+    fig.update_layout(xaxis=dict(range=[0, 1.15], tickformat=".0%"), height=60 + 34 * len(names),
+                      margin=dict(l=10, r=10, t=10, b=10), template="plotly_white")
+    return fig
+
+
+def result_ui(i, name, result, expanded=True):
+    if isinstance(result, ImageError):
+        st.error(f"{name}: {result}")
+        return
+    with st.expander(f"{name} → {result.class_name} ({result.probability:.0%})", expanded=expanded):
+        c1, c2, c3 = st.columns([2, 1, 3], gap="medium")
+        c1.image(result.prepared.original, caption="Your image", width="stretch")
+        c2.image(widgets.to_display(result.prepared.preview, scale=max(1, 112 // result.prepared.preview.shape[1])),
+                 caption="What the model sees", width="stretch")
+        with c3:
+            st.markdown(f"### {result.class_name}")
+            st.markdown(f"**{result.probability:.1%}** sure. Search for: "
+                        + " · ".join(f"`{k}`" for k in result.keywords))
+            if result.flagged:
+                st.warning("Not sure about this one: " + "; ".join(result.flag_reasons))
+            st.plotly_chart(probability_figure(result.top_k), key=f"probs_{i}", config={"displayModeBar": False})
+            for note in result.prepared.notes:
+                st.caption(note)
+
+
+def _thumbnail_uri(preview):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(widgets.to_display(preview)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def results_table_ui(items, results):
+    rows = []
+    for (name, _), result in zip(items, results):
+        if isinstance(result, ImageError):
+            rows.append({"image": None, "file": name, "prediction": "", "probability": None,
+                         "unsure": True, "note": str(result)})
+        else:
+            rows.append({"image": _thumbnail_uri(result.prepared.preview), "file": name,
+                         "prediction": result.class_name, "probability": result.probability,
+                         "unsure": result.flagged, "note": "; ".join(result.flag_reasons)})
+    table = pd.DataFrame(rows)
+    st.subheader(f"{len(rows)} images")
+    st.dataframe(table, hide_index=True, column_config={
+        "image": st.column_config.ImageColumn("What the model sees", width="small"),
+        "probability": st.column_config.ProgressColumn("Probability", format="percent", min_value=0.0, max_value=1.0),
+    }, key="classify_table")
+    st.download_button("Download the results (CSV)", table.drop(columns=["image"]).to_csv(index=False),
+                       file_name="classification_results.csv", mime="text/csv", icon=":material/download:")
+
+
+main()

@@ -1,0 +1,277 @@
+"""Evaluate: how good is a model, where does it go wrong, and how do several models compare?
+
+Every number comes from the model's stored test-set evaluation on its *own* dataset; images
+shown for a confusion-matrix cell come from predictions on that same test set.
+"""
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from fashion_core.errors import FashionError
+from fashion_core.registry import EVALUATION_FILE
+from ui import cache, charts, tables, widgets
+
+MAX_CELL_IMAGES = 24
+MAX_MISTAKES_SHOWN = 24
+
+
+def main():
+    st.title(":material/analytics: Evaluate")
+    st.caption("Test-set accuracy, the confusion matrix, per-class scores, training curves and the "
+               "worst mistakes of a model. Choose several models to compare them side by side.")
+    entries, problems = cache.model_entries()
+    widgets.registry_problems_notice(problems)
+    if not entries:
+        widgets.no_models_notice()
+        return
+    chosen = models_ui(entries)
+    if not chosen:
+        st.info("Choose at least one model above.")
+    elif len(chosen) == 1:
+        single_model_ui(chosen[0])
+    else:
+        compare_ui(chosen)
+
+
+def models_ui(entries):
+    names = [e.name for e in entries]
+    by_name = {e.name: e for e in entries}
+    chosen = st.multiselect("Models (choose several to compare)", names, default=[widgets.best_entry_name(entries)],
+                            format_func=lambda n: cache.entry_label(by_name[n]), key="evaluate_models")
+    return [by_name[n] for n in chosen]
+
+
+def evaluation_of(entry):
+    """The stored evaluation, computing (and storing) it first for models that have none."""
+    evaluation = cache.registry().evaluation(entry.name)
+    if evaluation is not None:
+        return evaluation
+    st.warning(f"**{entry.name}** has not been evaluated yet (an imported model?).")
+    if st.button(f"Evaluate {entry.name} on its test set", key=f"evaluate_now_{entry.name}", type="primary"):
+        from fashion_core.evaluation import evaluate_model
+
+        try:
+            with st.spinner("Evaluating…"):
+                evaluation = evaluate_model(cache.classifier(entry.name), cache.evaluated_dataset(entry.metadata))
+            cache.registry().update_json(entry.name, EVALUATION_FILE, evaluation)
+            cache.registry().update_metadata(entry.name, test_accuracy=evaluation["accuracy"],
+                                             test_loss=evaluation["loss"])
+        except FashionError as exc:
+            st.error(str(exc))
+            return None
+        return evaluation
+    return None
+
+
+# --- one model -----------------------------------------------------------------------------------
+
+
+def single_model_ui(entry):
+    meta = entry.metadata
+    st.markdown(f"**{entry.name}** · {meta.get('title') or meta.get('arch', 'imported')} · trained on "
+                f"**{meta.get('dataset_name', '?')}**"
+                + (f" ({meta['train_size']:,} training images)" if meta.get("train_size") else ""))
+    evaluation = evaluation_of(entry)
+    if evaluation is None:
+        return
+    metrics_ui(evaluation)
+    tabs = st.tabs(["Confusion matrix", "Per class", "Training curves", "Worst mistakes", "Experiments"])
+    with tabs[0]:
+        confusion_ui(entry, evaluation)
+    with tabs[1]:
+        per_class_ui(evaluation)
+    with tabs[2]:
+        curves_ui(entry)
+    with tabs[3]:
+        mistakes_ui(entry, evaluation)
+    with tabs[4]:
+        experiments_ui(entry)
+
+
+def metrics_ui(evaluation):
+    top_k = evaluation.get("top_k_accuracy", {})
+    cols = st.columns(3 + len(top_k))
+    cols[0].metric("Accuracy", f"{evaluation['accuracy']:.2%}", help="Share of test images classified correctly.")
+    cols[1].metric("Loss", f"{evaluation['loss']:.3f}", help="Cross-entropy on the test set (lower is better).")
+    cols[2].metric("Macro F1", f"{evaluation['macro_f1']:.3f}", help="F1 averaged over classes, each class counting equally.")
+    for col, (k, value) in zip(cols[3:], sorted(top_k.items(), key=lambda kv: int(kv[0]))):
+        col.metric(f"Top-{k} accuracy", f"{value:.2%}", help=f"The true class is among the {k} most likely.")
+    extra = f" · flip-TTA accuracy {evaluation['flip_tta_accuracy']:.2%}" if evaluation.get("flip_tta_accuracy") else ""
+    st.caption(f"On {evaluation['n_samples']:,} test images{extra}.")
+
+
+def _apply_chart_selection(chart_key, true_key, pred_key, n):
+    """Copy a click on the confusion-matrix chart into the two cell selectboxes (which must not
+    exist yet in this run), once per new click."""
+    event = st.session_state.get(chart_key)
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    if not points:
+        return
+    point = points[0]
+    custom = point.get("customdata")
+    if custom is not None and len(custom) >= 2:
+        cell = (int(custom[0]), int(custom[1]))
+    else:
+        index = int(point.get("point_index", point.get("point_number", 0)))
+        cell = divmod(index, n)
+    if st.session_state.get(f"{chart_key}_applied") != cell:
+        st.session_state[f"{chart_key}_applied"] = cell
+        st.session_state[true_key], st.session_state[pred_key] = cell
+
+
+def confusion_ui(entry, evaluation):
+    class_names = evaluation["class_names"]
+    n = len(class_names)
+    matrix = np.asarray(evaluation["confusion_matrix"])
+    chart_key, true_key, pred_key = f"cm_{entry.name}", f"cm_true_{entry.name}", f"cm_pred_{entry.name}"
+    _apply_chart_selection(chart_key, true_key, pred_key, n)
+    off_diagonal = matrix - np.diag(np.diag(matrix))
+    worst_true, worst_pred = np.unravel_index(int(off_diagonal.argmax()), matrix.shape)  # the most common confusion
+    left, right = st.columns([3, 2], gap="large")
+    with right:
+        st.markdown("**Images in a cell** — click a square, or choose:")
+        c1, c2 = st.columns(2)
+        true_class = c1.selectbox("True class", range(n), index=int(worst_true),
+                                  format_func=lambda i: class_names[i], key=true_key)
+        pred_class = c2.selectbox("Predicted class", range(n), index=int(worst_pred),
+                                  format_func=lambda i: class_names[i], key=pred_key)
+        cell_images_ui(entry, evaluation, true_class, pred_class)
+    with left:
+        normalise = st.toggle("Row-normalised (share of each true class)", key=f"cm_norm_{entry.name}")
+        fig = charts.confusion_figure(matrix, class_names, normalise=normalise, selected=(true_class, pred_class))
+        st.plotly_chart(fig, on_select="rerun", selection_mode="points", key=chart_key,
+                        config={"displayModeBar": False})
+
+
+def cell_images_ui(entry, evaluation, true_class, pred_class):
+    class_names = evaluation["class_names"]
+    count = int(np.asarray(evaluation["confusion_matrix"])[true_class][pred_class])
+    verdict = "correct" if true_class == pred_class else "mistakes"
+    st.caption(f"{count:,} test image(s): true **{class_names[true_class]}**, predicted "
+               f"**{class_names[pred_class]}** ({verdict}). Most confident first.")
+    if count == 0:
+        return
+    try:
+        data = cache.evaluated_dataset(entry.metadata)
+        probabilities = cache.test_probabilities(entry.name, entry.metadata)
+    except FashionError as exc:
+        st.error(str(exc))
+        return
+    predicted = probabilities.argmax(axis=1)
+    members = np.flatnonzero((data.y_test == true_class) & (predicted == pred_class))
+    members = members[np.argsort(-probabilities[members, pred_class])][:MAX_CELL_IMAGES]
+    widgets.image_gallery(data.x_test[members], [f"{probabilities[i, pred_class]:.0%} sure" for i in members],
+                          columns=4, width=84)
+
+
+def per_class_ui(evaluation):
+    frame = pd.DataFrame(evaluation["per_class"])
+    st.plotly_chart(charts.per_class_figure(frame), key="per_class_chart")
+    st.dataframe(frame, hide_index=True, column_config={
+        "class": "Class",
+        **{m: st.column_config.NumberColumn(m.capitalize(), format="%.3f") for m in ("precision", "recall", "f1", "specificity")},
+        "support": st.column_config.NumberColumn("Test images"),
+    })
+    st.caption("Precision: of the images predicted as this class, the share that are. Recall: of the "
+               "images of this class, the share found. Specificity: of the other images, the share "
+               "correctly not given this class.")
+
+
+def curves_ui(entry):
+    history = cache.registry().history(entry.name)
+    if not history:
+        st.info("No training history is stored for this model (imported models have none).")
+        return
+    st.plotly_chart(charts.history_figure(history), key=f"curves_{entry.name}")
+    if "autoencoder" in history:
+        st.plotly_chart(charts.reconstruction_figure(history["autoencoder"]), key=f"ae_curves_{entry.name}")
+    command = entry.metadata.get("command")
+    if command:
+        st.caption("Reproduce this run from the command line:")
+        st.code(command, language="bash")
+
+
+def mistakes_ui(entry, evaluation):
+    mistakes = evaluation.get("mistakes") or []
+    if not mistakes:
+        st.success("No mistakes on the test set.")
+        return
+    try:
+        data = cache.evaluated_dataset(entry.metadata)
+    except FashionError as exc:
+        st.error(str(exc))
+        return
+    names = evaluation["class_names"]
+    shown = [m for m in mistakes if m["index"] < len(data.x_test)][:MAX_MISTAKES_SHOWN]
+    st.caption("The most confident wrong answers: true class → predicted class (confidence).")
+    widgets.image_gallery(
+        data.x_test[[m["index"] for m in shown]],
+        [f"{names[m['true']]} → {names[m['predicted']]} ({m['confidence']:.0%})" for m in shown],
+        columns=8, width=96,
+    )
+
+
+def experiments_ui(entry):
+    experiments = cache.registry().experiments(entry.name)
+    if not experiments:
+        st.info("No cross-validation or sweep results are stored with this model. Run them on the "
+                "Train page and keep the results with this model.")
+        return
+    for kind, result in experiments.items():
+        st.markdown("**Cross-validation**" if kind == "cv" else "**Optimizer / learning-rate sweep**")
+        st.dataframe(tables.experiment_table(kind, result), hide_index=True)
+
+
+# --- several models ------------------------------------------------------------------------------
+
+
+def compare_ui(entries):
+    evaluations = {e.name: cache.registry().evaluation(e.name) for e in entries}
+    missing = [n for n, ev in evaluations.items() if ev is None]
+    if missing:
+        st.warning(f"Not evaluated yet (open them alone to evaluate): {', '.join(missing)}.")
+    entries = [e for e in entries if evaluations[e.name] is not None]
+    if not entries:
+        return
+    rows = []
+    for e in entries:
+        ev = evaluations[e.name]
+        row = {"model": e.name, "architecture": e.metadata.get("arch", "imported"),
+               "dataset": e.metadata.get("dataset_name", ""), "accuracy": ev["accuracy"], "loss": ev["loss"],
+               "macro F1": ev["macro_f1"]}
+        row.update({f"top-{k}": v for k, v in sorted(ev.get("top_k_accuracy", {}).items())})
+        row["params"] = e.metadata.get("params")
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    st.dataframe(table, hide_index=True, column_config={
+        c: st.column_config.NumberColumn(c, format="percent") for c in table.columns if c == "accuracy" or c.startswith("top-")
+    } | {"loss": st.column_config.NumberColumn("loss", format="%.3f"),
+         "macro F1": st.column_config.NumberColumn("macro F1", format="%.3f")})
+
+    reference = evaluations[entries[0].name]["class_names"]
+    comparable = [e for e in entries if evaluations[e.name]["class_names"] == reference]
+    if len(comparable) < len(entries):
+        st.caption("Per-class comparison only for models of the same classes as "
+                   f"{entries[0].name}: {', '.join(e.name for e in comparable)}.")
+    metric = st.segmented_control("Per-class metric", ["f1", "precision", "recall", "specificity"], default="f1",
+                                  key="compare_metric") or "f1"
+    frame = pd.concat([pd.DataFrame(evaluations[e.name]["per_class"]).assign(model=e.name) for e in comparable])
+    st.plotly_chart(charts.per_class_figure(frame, metrics=(metric,)), key="compare_per_class")
+    st.dataframe(frame.pivot(index="class", columns="model", values=metric).reindex(reference), key="compare_table")
+
+    st.markdown("**Validation accuracy per epoch**")
+    fig = go.Figure()
+    for i, e in enumerate(entries):
+        history = cache.registry().history(e.name)
+        values = [v for stage in charts.CLASSIFIER_STAGES for v in (history.get(stage) or {}).get("val_accuracy", [])]
+        if values:
+            fig.add_trace(go.Scatter(x=np.arange(1, len(values) + 1), y=values, mode="lines+markers", name=e.name,
+                                     line=dict(color=charts.PALETTE[i % len(charts.PALETTE)])))
+    fig.update_layout(xaxis_title="epoch", yaxis_title="validation accuracy", height=320, template="plotly_white",
+                      margin=dict(l=10, r=10, t=10, b=10))
+    st.plotly_chart(fig, key="compare_curves")
+
+
+main()

@@ -1,0 +1,89 @@
+"""Models: import a .keras file, download a model, delete one."""
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from fashion_core.errors import FashionError
+from fashion_core.registry import dataset_metadata, suggest_name
+from ui import cache, widgets
+from ui.data_source import current_dataset
+
+
+def main():
+    st.title(":material/inventory_2: Models")
+    st.caption("The model registry: every model you trained or imported, with its files.")
+    entries, problems = cache.model_entries()
+    widgets.registry_problems_notice(problems)
+    if entries:
+        table_ui(entries)
+        c1, c2 = st.columns(2, gap="large")
+        with c1:
+            download_ui(entries)
+        with c2:
+            delete_ui(entries)
+    else:
+        widgets.no_models_notice()
+    import_ui()
+
+
+def table_ui(entries):
+    table = pd.DataFrame([e.summary() for e in entries])
+    st.dataframe(table, hide_index=True, column_config={
+        "test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
+        "size_mb": st.column_config.NumberColumn("size (MB)", format="%.2f"),
+        "has_encoder": st.column_config.CheckboxColumn("autoencoder"),
+    })
+
+
+def download_ui(entries):
+    st.subheader("Download")
+    entry = widgets.model_selector(entries, "Model to download", key="download_model")
+    st.download_button(f"Download {entry.name}.keras", entry.model_file.read_bytes(), file_name=f"{entry.name}.keras",
+                       mime="application/octet-stream", icon=":material/download:", key="download_button")
+    st.caption("The classifier as a Keras 3 file; load it with `keras.saving.load_model`.")
+
+
+def delete_ui(entries):
+    st.subheader("Delete")
+    entry = widgets.model_selector(entries, "Model to delete", key="delete_model")
+    confirm = st.checkbox(f"Yes, delete **{entry.name}** and all its files", key=f"delete_confirm_{entry.name}")
+    if st.button("Delete", type="primary", disabled=not confirm, icon=":material/delete:", key="delete_button"):
+        try:
+            cache.registry().delete(entry.name)
+        except FashionError as exc:
+            st.error(str(exc))
+            return
+        st.toast(f"Deleted {entry.name}.")
+        st.rerun()
+
+
+def import_ui():
+    st.subheader("Import a .keras model")
+    st.caption("The file is loaded in safe mode (no code can run) and checked against the data source "
+               "chosen in the sidebar: the same image size and number of classes. Then it is evaluated "
+               "on Evaluate like any other model.")
+    upload = st.file_uploader("Keras model file", type=["keras"], key="import_file")
+    if upload is None:
+        return
+    dataset = current_dataset()
+    if dataset is None:
+        return
+    name = st.text_input("Name in the registry", value=suggest_name(Path(upload.name).stem), key="import_name")
+    if st.button("Import", type="primary", icon=":material/upload:", key="import_button"):
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / Path(upload.name).name
+            path.write_bytes(upload.getvalue())
+            try:
+                with st.spinner("Checking the model…"):
+                    entry = cache.registry().import_model(path, name, dataset_metadata(dataset))
+            except FashionError as exc:
+                st.error(str(exc))
+                return
+        st.success(f"Imported **{entry.name}** for {dataset.name}. Evaluate it on the Evaluate page.")
+        st.page_link("pages/evaluate.py", label="Go to Evaluate", icon=":material/analytics:")
+
+
+main()

@@ -1,0 +1,144 @@
+"""Screenshot every dashboard page into artifacts/screenshots/ (Playwright + Debian's chromium).
+
+    .venv/bin/python scripts/screenshots.py [--models-dir models] [--out artifacts/screenshots]
+
+Starts ``streamlit run app.py`` headless on a free port, opens each page, waits for it to finish
+running, uploads a sample image on Classify and saves one full-page PNG per page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PAGES = ["", "train", "evaluate", "latent", "classify", "models"]
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def streamlit_server(env=None, timeout=120):
+    """Run the app on a free port; yields its URL and always stops the server."""
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port", str(port),
+               "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.time() > deadline:
+                log.seek(0)
+                raise RuntimeError(f"streamlit did not start:\n{log.read().decode(errors='replace')[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@contextlib.contextmanager
+def chromium_page(width=1400, height=1000):
+    """A Playwright page in Debian's chromium with a fresh profile."""
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium")
+    if executable is None:
+        raise RuntimeError("Debian's chromium is not installed (apt-get install chromium).")
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": width, "height": height})
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
+
+
+def wait_until_idle(page, timeout=180):
+    """Wait until the page's script has finished: a title is shown, the app reports
+    ``notRunning`` and no spinner or skeleton is left (checked twice, the app may rerun)."""
+    page.wait_for_selector('[data-testid="stMain"] h1', timeout=timeout * 1000)  # every page has a title
+    busy = '[data-testid="stSpinner"], [data-testid="stSkeleton"], [data-testid="stApp"][data-test-script-state="running"]'
+    deadline = time.time() + timeout
+    quiet = 0
+    while time.time() < deadline:
+        quiet = quiet + 1 if page.locator(busy).count() == 0 else 0
+        if quiet >= 3:
+            return
+        page.wait_for_timeout(500)
+    raise TimeoutError("the page kept running")
+
+
+def sample_png():
+    """A dark shirt-like shape on white, as a product photo would be."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (160, 160), (250, 250, 250))
+    draw = ImageDraw.Draw(image)
+    draw.polygon([(50, 30), (110, 30), (140, 60), (120, 75), (115, 140), (45, 140), (40, 75), (20, 60)], fill=(40, 60, 110))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def upload_on_classify(page, png):
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
+        files=[{"name": "shirt.png", "mimeType": "image/png", "buffer": png}])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models-dir", default=str(REPO / "models"))
+    parser.add_argument("--out", default=str(REPO / "artifacts" / "screenshots"))
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with streamlit_server({"FASHION_MODELS_DIR": args.models_dir}) as url, chromium_page() as page:
+        for slug in PAGES:
+            page.goto(f"{url}/{slug}")
+            wait_until_idle(page)
+            if slug == "classify":
+                upload_on_classify(page, sample_png())
+                wait_until_idle(page)
+            if slug == "evaluate":
+                page.wait_for_timeout(1500)
+            target = out / f"{slug or 'home'}.png"
+            page.screenshot(path=str(target), full_page=True)
+            print(target)
+
+
+if __name__ == "__main__":
+    main()

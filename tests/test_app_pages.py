@@ -1,0 +1,171 @@
+"""Every dashboard page renders with a tiny registry, and its main interaction works (AppTest)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from PIL import Image
+
+from conftest import png_bytes
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+TIMEOUT = 180  # the first TensorFlow import and model load take seconds on a 2-core machine
+
+
+def open_app(page=None):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+def assert_clean(at):
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_home_lists_models_and_samples(models_env):
+    at = open_app()
+    assert_clean(at)
+    assert "Fashion Studio" in at.title[0].value
+    table = at.dataframe[0].value
+    assert {"tiny_cnn", "tiny_ae"} <= set(table["name"])
+    captions = [c for image in at.image for c in image.captions]
+    assert sum("images" in c for c in captions) == 10  # one sample tile per class
+
+
+def test_home_without_dataset_explains_how_to_provide_it(registry, monkeypatch, tmp_path):
+    import fashion_core.data as data
+
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(data, "_download_with_keras", lambda: None)
+    st.cache_resource.clear()  # datasets are cached per process; forget the one other tests loaded
+    at = open_app()
+    assert not at.exception
+    assert any("FASHION_MNIST_DIR" in e.value for e in at.error)
+    assert any("How to provide Fashion-MNIST offline" in m.value for m in at.markdown)
+    at.switch_page("pages/models.py")
+    at.run()
+    assert not at.exception
+    st.cache_resource.clear()
+
+
+def test_empty_registry_pages_point_to_train(registry):
+    for page in ("pages/evaluate.py", "pages/latent.py", "pages/classify.py"):
+        at = open_app(page)
+        assert not at.exception
+        assert any("no models" in i.value for i in at.info), page
+
+
+def test_train_one_epoch_on_a_subset_registers_a_model(models_env):
+    at = open_app("pages/train.py")
+    assert_clean(at)
+    at.selectbox(key="train_arch").set_value("seed004_cnn")
+    at.run()
+    at.number_input(key="train_epochs_seed004_cnn").set_value(1)
+    at.toggle(key="train_use_subset").set_value(True)
+    at.run()
+    at.number_input(key="train_limit").set_value(500)
+    at.text_input(key="train_name_seed004_cnn").set_value("app_trained")
+    at.button(key="start_training").click()
+    at.run()
+    assert_clean(at)
+    assert "app_trained" in models_env.names()
+    assert any("Test accuracy" == m.label for m in at.metric)
+    assert models_env.evaluation("app_trained")["n_samples"] > 0
+    models_env.delete("app_trained")
+
+
+def test_train_rejects_a_bad_name_before_training(models_env):
+    at = open_app("pages/train.py")
+    at.text_input(key="train_name_seed004_cnn").set_value("../escape")
+    at.button(key="start_training").click()
+    at.run()
+    assert not at.exception
+    assert any("invalid model name" in e.value for e in at.error)
+    assert "escape" not in " ".join(models_env.names())
+
+
+def test_evaluate_a_model_and_pick_a_confusion_cell(models_env):
+    at = open_app("pages/evaluate.py")
+    at.multiselect(key="evaluate_models").set_value(["tiny_cnn"])
+    at.run()
+    assert_clean(at)
+    assert any(m.label == "Accuracy" for m in at.metric)
+    at.selectbox(key="cm_true_tiny_cnn").set_value(6)
+    at.selectbox(key="cm_pred_tiny_cnn").set_value(6)
+    at.run()
+    assert_clean(at)
+    assert any("true **Shirt**, predicted **Shirt**" in c.value for c in at.caption)
+
+
+def test_evaluate_compares_two_models(models_env):
+    at = open_app("pages/evaluate.py")
+    at.multiselect(key="evaluate_models").set_value(["tiny_cnn", "tiny_ae"])
+    at.run()
+    assert_clean(at)
+    assert set(at.dataframe[0].value["model"]) == {"tiny_cnn", "tiny_ae"}
+
+
+def test_latent_space_neighbours_of_a_test_image(models_env):
+    at = open_app("pages/latent.py")
+    at.selectbox(key="latent_model").set_value("tiny_ae")
+    at.run()
+    assert_clean(at)
+    at.number_input(key="latent_test_index").set_value(3)
+    at.number_input(key="latent_k").set_value(5)
+    at.run()
+    assert_clean(at)
+    assert any("nearest neighbours of test image 3" in h.value for h in at.subheader)
+    assert any(m.label == "Precision@5" for m in at.metric)
+
+
+def test_classify_an_uploaded_image_and_a_bad_file(models_env, fashion_mnist):
+    at = open_app("pages/classify.py")
+    assert_clean(at)
+    garment = png_bytes(255 - fashion_mnist.x_test[0, ..., 0])  # dark garment on white, like a photo
+    uploader = at.get("file_uploader")[0]
+    uploader.set_value([("shirt.png", garment, "image/png"), ("broken.png", b"not an image", "image/png")])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("broken.png" in e.value for e in at.error)
+    assert any(e.label.startswith("shirt.png →") for e in at.expander)
+    assert "shirt.png" in set(at.dataframe[0].value["file"])
+
+
+def test_classify_a_webcam_photo(models_env, fashion_mnist):
+    at = open_app("pages/classify.py")
+    at.toggle(key="classify_use_camera").set_value(True)
+    at.run()
+    buffer = io.BytesIO()
+    Image.fromarray(np.repeat(255 - fashion_mnist.x_test[1], 3, axis=-1)).save(buffer, format="JPEG")
+    at.camera_input(key="classify_camera").set_value(("photo.jpg", buffer.getvalue(), "image/jpeg"))
+    at.run()
+    assert_clean(at)
+    assert any(e.label.startswith("webcam photo →") for e in at.expander)
+
+
+def test_models_page_deletes_with_confirmation(models_env, small_dataset):
+    from fashion_core.runs import train_and_save
+    from fashion_core.training import TrainConfig
+
+    train_and_save(small_dataset, TrainConfig(arch="seed003_cnn", epochs=1, limit=200), "to_delete", registry=models_env)
+    at = open_app("pages/models.py")
+    assert_clean(at)
+    at.selectbox(key="delete_model").set_value("to_delete")
+    at.run()
+    assert at.button(key="delete_button").disabled
+    at.checkbox(key="delete_confirm_to_delete").check()
+    at.run()
+    at.button(key="delete_button").click()
+    at.run()
+    assert "to_delete" not in models_env.names()

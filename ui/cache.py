@@ -1,0 +1,203 @@
+"""Cached loaders shared by every page, so switching pages never reloads a model or a dataset.
+
+Keys: models are cached by ``(registry root, name, model-file mtime)`` (``model_key``) so a model
+re-trained or re-imported under the same name is loaded afresh, and a test pointing
+``FASHION_MODELS_DIR`` elsewhere never sees another registry's model. TensorFlow is imported
+only inside these functions (the home page must appear fast).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import streamlit as st
+
+from fashion_core.data import FASHION_MNIST_SPEC
+from fashion_core.registry import Registry
+
+
+# --- registry ------------------------------------------------------------------------------------
+
+
+def registry():
+    """The registry of ``$FASHION_MODELS_DIR`` (or ``models/``); cheap, read on every call."""
+    return Registry()
+
+
+def model_entries():
+    """``(entries, problems)`` of the registry, newest listing every time (a scan is cheap)."""
+    return registry().scan()
+
+
+def model_key(name):
+    """Cache key of a model: (registry root, name, modification time of its model file)."""
+    entry = registry().get(name)
+    return str(registry().root), name, entry.model_file.stat().st_mtime_ns
+
+
+def entry_label(entry):
+    """"name · dataset · 91.2%" for model selectors."""
+    meta = entry.metadata
+    accuracy = meta.get("test_accuracy")
+    parts = [entry.name, meta.get("dataset_name") or "unknown dataset"]
+    if accuracy is not None:
+        parts.append(f"{accuracy:.1%}")
+    return " · ".join(parts)
+
+
+# --- datasets ------------------------------------------------------------------------------------
+
+
+def spec_key(spec):
+    return json.dumps(spec or FASHION_MNIST_SPEC, sort_keys=True)
+
+
+# A Dataset is read-only and up to hundreds of MB: shared as a resource instead of being
+# copied on every rerun as st.cache_data would.
+@st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
+def _dataset(key):
+    from fashion_core.data import load_dataset
+
+    return load_dataset(json.loads(key))
+
+
+def dataset(spec=None):
+    """The ``Dataset`` of a JSON recipe (default Fashion-MNIST). Raises ``DataError``."""
+    return _dataset(spec_key(spec))
+
+
+def model_dataset(metadata):
+    """The dataset a model was trained on, as its metadata describes it."""
+    return dataset(metadata.get("dataset") or FASHION_MNIST_SPEC)
+
+
+def evaluated_dataset(metadata):
+    """The dataset a model's stored evaluation refers to: its own dataset, reduced to the same
+    seeded subset when the model was trained with a training-subset limit."""
+    data = model_dataset(metadata)
+    hyper = metadata.get("hyper_parameters") or {}
+    if hyper.get("limit"):
+        return data.subset(hyper["limit"], seed=hyper.get("seed", 0))
+    return data
+
+
+# --- models --------------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def _classifier(key):
+    root, name, _mtime = key
+    return Registry(root).load_classifier(name)
+
+
+def classifier(name):
+    """The Keras classifier of a registry model (cached)."""
+    return _classifier(model_key(name))
+
+
+@st.cache_resource(show_spinner="Loading the autoencoder…", max_entries=4)
+def _autoencoder(key):
+    root, name, _mtime = key
+    return Registry(root).load_autoencoder(name)
+
+
+def autoencoder(name):
+    """The autoencoder of an autoencoder-based model, or None (cached)."""
+    return _autoencoder(model_key(name))
+
+
+@st.cache_data(show_spinner="Predicting the test set…", max_entries=8)
+def _test_probabilities(key, spec_json, limit, seed):
+    from fashion_core.training import predict_probabilities
+
+    data = _dataset(spec_json)
+    if limit:
+        data = data.subset(limit, seed=seed)
+    return predict_probabilities(_classifier(key), data.x_test)
+
+
+def test_probabilities(name, metadata):
+    """Probabilities (n_test, n_classes) of a model on its evaluated test set (cached)."""
+    hyper = metadata.get("hyper_parameters") or {}
+    return _test_probabilities(model_key(name), spec_key(metadata.get("dataset")),
+                               hyper.get("limit"), hyper.get("seed", 0))
+
+
+@st.cache_resource(show_spinner="Loading the classifier…", max_entries=8)
+def _inference_classifier(key):
+    from fashion_core.inference import Classifier
+
+    root, name, _mtime = key
+    return Classifier.from_registry(name, registry=Registry(root))
+
+
+def inference_classifier(name):
+    """A ``fashion_core.inference.Classifier`` for a registry model (cached)."""
+    return _inference_classifier(model_key(name))
+
+
+# --- latent space --------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Loading the encoder…", max_entries=4)
+def _encoder(key):
+    from fashion_core import latent
+
+    root, name, _mtime = key
+    return latent.encoder_for(name, registry=Registry(root))
+
+
+def encoder(name):
+    """``(encoder, description)`` of a model with an encoder (cached)."""
+    return _encoder(model_key(name))
+
+
+@st.cache_data(show_spinner="Embedding the gallery (once per model)…", max_entries=4)
+def _gallery_embeddings(key, spec_json, size, seed):
+    from fashion_core import latent
+
+    data = _dataset(spec_json)
+    images, labels, sources = latent.gallery(data)
+    rows = sample_rows(len(labels), size, seed)
+    encoder_model, _ = _encoder(key)
+    return latent.embed(encoder_model, images[rows]), labels[rows], np.asarray(sources)[rows], rows
+
+
+def sample_rows(n, size, seed=0):
+    """Sorted indices of a seeded sample of ``size`` out of ``n`` rows (all rows when size is None)."""
+    if not size or size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=int(size), replace=False))
+
+
+def gallery_embeddings(name, metadata, size=None, seed=0):
+    """Embeddings of the gallery (training + test images of the model's own dataset), cached.
+
+    Returns
+    -------
+    embeddings : ndarray of shape (n_gallery, n_dims), labels (n_gallery,), sources
+    (n_gallery,) ("train"/"test"), rows (n_gallery,) indices into ``latent.gallery(dataset)``.
+    """
+    return _gallery_embeddings(model_key(name), spec_key(metadata.get("dataset")), size, seed)
+
+
+@st.cache_data(show_spinner="Projecting to 2-D…", max_entries=8)
+def projection(embeddings, method, sample, seed=0):
+    """2-D coordinates of embeddings (cached by content): ``(coords, row_indices)``."""
+    from fashion_core import latent
+
+    return latent.project_2d(embeddings, method=method, sample=sample, seed=seed)
+
+
+@st.cache_resource(max_entries=4)
+def _neighbour_index(key, spec_json, size, seed):
+    from fashion_core import latent
+
+    embeddings, labels, sources, _rows = _gallery_embeddings(key, spec_json, size, seed)
+    return latent.NeighbourIndex(embeddings, labels, sources)
+
+
+def neighbour_index(name, metadata, size=None, seed=0):
+    """A ``latent.NeighbourIndex`` over the gallery embeddings (cached)."""
+    return _neighbour_index(model_key(name), spec_key(metadata.get("dataset")), size, seed)

@@ -1,0 +1,101 @@
+"""Small widgets every page uses: model selectors, image grids, the "no models yet" notice."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from ui import cache
+
+TRAIN_PAGE = "pages/train.py"
+
+
+def no_models_notice():
+    """What a page shows when the registry is empty."""
+    st.info("There are no models in the registry yet. Train one first (a 1-epoch run on a "
+            "small subset takes under a minute).")
+    st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/model_training:")
+
+
+def registry_problems_notice(problems):
+    """Folders in the registry that could not be read (reported, never fatal)."""
+    if problems:
+        with st.expander(f"{len(problems)} folder(s) in the registry could not be read"):
+            for folder, reason in problems:
+                st.write(f"**{folder}**: {reason}")
+
+
+def model_selector(entries, label="Model", key="model", default=None, help=None, filter=None):
+    """A selectbox over registry models ("name · dataset · accuracy"); returns the entry or None."""
+    entries = [e for e in entries if filter is None or filter(e)]
+    if not entries:
+        return None
+    names = [e.name for e in entries]
+    index = names.index(default) if default in names else 0
+    chosen = st.selectbox(label, names, index=index, key=key, help=help,
+                          format_func=lambda n: cache.entry_label(entries[names.index(n)]))
+    return entries[names.index(chosen)]
+
+
+def best_entry_name(entries):
+    """Name of the model with the highest test accuracy (the default everywhere)."""
+    scored = [e for e in entries if e.metadata.get("test_accuracy") is not None]
+    if not scored:
+        return entries[0].name if entries else None
+    return max(scored, key=lambda e: e.metadata["test_accuracy"]).name
+
+
+def to_display(image, scale=1):
+    """uint8 (H, W, C) → something ``st.image`` shows: (H, W) grey or (H, W, 3), upscaled by an
+    integer factor with nearest neighbour so small images stay crisp."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if scale > 1:
+        image = image.repeat(scale, axis=0).repeat(scale, axis=1)
+    return image
+
+
+def tile(images, columns, pad=2, scale=3, background=255):
+    """Images (N, H, W, C) uint8 → one montage (rows x columns), for compact sample grids."""
+    images = np.asarray(images)
+    n, h, w, c = images.shape
+    rows = max(1, int(np.ceil(n / columns)))
+    canvas = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, c), background, np.uint8)
+    for i, image in enumerate(images):
+        r, col = divmod(i, columns)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        canvas[y:y + h, x:x + w] = image
+    return to_display(canvas, scale)
+
+
+def image_gallery(images, captions, columns=6, width=96):
+    """Images with a caption each, in rows of ``columns``."""
+    for start in range(0, len(images), columns):
+        cols = st.columns(columns)
+        for col, image, caption in zip(cols, images[start:start + columns], captions[start:start + columns]):
+            with col:
+                st.image(to_display(image, scale=max(1, width // max(1, np.asarray(image).shape[1]))),
+                         caption=caption, width=width)
+
+
+def class_sample_grid(dataset, per_class=4, per_row=5, seed=0):
+    """A tile of ``per_class`` training images for every class, with its count."""
+    rng = np.random.default_rng(seed)
+    counts = dataset.class_counts("train")
+    for start in range(0, dataset.num_classes, per_row):
+        cols = st.columns(per_row)
+        for offset, col in enumerate(cols):
+            c = start + offset
+            if c >= dataset.num_classes:
+                break
+            members = np.flatnonzero(dataset.y_train == c)
+            with col:
+                if len(members) == 0:
+                    st.caption(f"**{dataset.class_names[c]}**: no images")
+                    continue
+                chosen = rng.choice(members, size=min(per_class, len(members)), replace=False)
+                scale = max(1, 64 // dataset.image_shape[0])
+                st.image(tile(dataset.x_train[chosen], columns=2, scale=scale),
+                         caption=f"{dataset.class_names[c]} · {counts[c]:,} images",
+                         width="stretch")
