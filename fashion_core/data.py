@@ -116,8 +116,8 @@ class Dataset:
         return np.bincount(y, minlength=self.num_classes)
 
     def subset(self, limit, seed=0):
-        """A copy with at most ``limit`` training and ``limit // 5`` test images (stratified-ish
-        random sample), for quick experiments. ``limit=None`` returns self."""
+        """A copy with at most ``limit`` training and ``limit // 5`` (at least 100) test images,
+        a seeded random sample, for quick experiments. ``limit=None`` returns self."""
         if not limit:
             return self
         rng = np.random.default_rng(seed)
@@ -131,7 +131,8 @@ class Dataset:
             y_train=self.y_train[train_idx],
             x_test=self.x_test[test_idx],
             y_test=self.y_test[test_idx],
-            spec=self.spec,
+            # The recipe names the subset too, so load_dataset(spec) rebuilds exactly these images.
+            spec={**self.spec, "subset": {"limit": int(limit), "seed": int(seed)}} if self.spec else {},
             source=self.source,
             skipped=self.skipped,
         )
@@ -293,11 +294,14 @@ def load_fashion_mnist(folder=None, allow_download=True):
 def load_dataset(spec=None, **kwargs):
     """Reload a dataset from the JSON recipe stored with a model (default: Fashion-MNIST)."""
     spec = dict(spec or FASHION_MNIST_SPEC)
+    subset = spec.pop("subset", None)
     kind = spec.get("kind")
     if kind == "fashion-mnist":
-        return load_fashion_mnist(**kwargs)
-    if kind == "folder":
+        dataset = load_fashion_mnist(**kwargs)
+    elif kind == "folder":
         from .catalogue import load_catalogue
 
-        return load_catalogue(**{k: v for k, v in spec.items() if k != "kind"})
-    raise DataError(f"unknown dataset kind {kind!r}.")
+        dataset = load_catalogue(**{k: v for k, v in spec.items() if k != "kind"})
+    else:
+        raise DataError(f"unknown dataset kind {kind!r}.")
+    return dataset.subset(subset["limit"], seed=subset.get("seed", 0)) if subset else dataset

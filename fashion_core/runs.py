@@ -56,9 +56,10 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
         raise InvalidNameError(f"a model named {name!r} already exists; choose another name or delete it first.")
     config = config.resolve()
     result = train(dataset, config, progress=progress, verbose=verbose)
-    eval_data = dataset.subset(config.limit, seed=config.seed) if config.limit else dataset
+    # ``limit`` only shrinks the training data: the evaluation always covers the dataset's whole
+    # test set, so stored mistakes index ``load_dataset(metadata["dataset"]).x_test``.
     use_tta = config.arch == "fashion_net" if tta is None else tta
-    evaluation = evaluate_model(result.model, eval_data, tta=use_tta)
+    evaluation = evaluate_model(result.model, dataset, tta=use_tta)
     spec = zoo.get_spec(config.arch)
     import keras
 
@@ -70,8 +71,8 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
         "paper_accuracy": spec.paper_accuracy,
         "hyper_parameters": asdict(config),
         **dataset_metadata_fields(dataset_metadata(dataset)),
-        "train_size": int(len(eval_data.y_train)),
-        "test_size": int(len(eval_data.y_test)),
+        "train_size": int(min(config.limit or len(dataset.y_train), len(dataset.y_train))),
+        "test_size": int(len(dataset.y_test)),
         "test_accuracy": evaluation["accuracy"],
         "test_loss": evaluation["loss"],
         "flip_tta_accuracy": evaluation.get("flip_tta_accuracy"),
@@ -83,7 +84,7 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "keras_version": keras.__version__,
     }
-    metadata.update(_ood_calibration(result, eval_data))
+    metadata.update(_ood_calibration(result, dataset))
     entry = registry.save(name, result.model, metadata, history=stages, evaluation=evaluation,
                           autoencoder=result.bundle.autoencoder, overwrite=overwrite)
     return entry, result, evaluation

@@ -54,7 +54,7 @@ def evaluation_of(entry):
 
         try:
             with st.spinner("Evaluating…"):
-                evaluation = evaluate_model(cache.classifier(entry.name), cache.evaluated_dataset(entry.metadata))
+                evaluation = evaluate_model(cache.classifier(entry.name), cache.model_dataset(entry.metadata))
             cache.registry().update_json(entry.name, EVALUATION_FILE, evaluation)
             cache.registry().update_metadata(entry.name, test_accuracy=evaluation["accuracy"],
                                              test_loss=evaluation["loss"])
@@ -154,7 +154,7 @@ def cell_images_ui(entry, evaluation, true_class, pred_class):
     if count == 0:
         return
     try:
-        data = cache.evaluated_dataset(entry.metadata)
+        data = cache.model_dataset(entry.metadata)
         probabilities = cache.test_probabilities(entry.name, entry.metadata)
     except FashionError as exc:
         st.error(str(exc))
@@ -199,7 +199,7 @@ def mistakes_ui(entry, evaluation):
         st.success("No mistakes on the test set.")
         return
     try:
-        data = cache.evaluated_dataset(entry.metadata)
+        data = cache.model_dataset(entry.metadata)
     except FashionError as exc:
         st.error(str(exc))
         return

@@ -85,12 +85,18 @@ def settings_ui(dataset, mode):
         if use_subset:
             limit = int(c6.number_input("Training images", 10, max(10, n_train), min(5000, n_train), step=500,
                                         key="train_limit"))
+        counts = dataset.class_counts("train")
+        imbalance = counts.max() / max(1, counts.min())
+        balance = st.toggle("Balance classes", value=bool(imbalance >= 2), key="train_class_weights",
+                            help=f"Weights the loss so rare classes count as much as common ones. "
+                                 f"The largest class here has {imbalance:.1f}× the images of the smallest.")
         name = None
         if mode == "train":
             name = st.text_input("Model name", value=default_name(arch, dataset), key=f"train_name_{arch}",
                                  help="Letters, digits, '_', '-' or '.'; the model's folder in the registry.")
     config = TrainConfig(arch=arch, epochs=int(epochs), batch_size=int(batch_size), optimizer=optimizer,
-                         learning_rate=float(learning_rate), validation_fraction=float(validation), limit=limit)
+                         learning_rate=float(learning_rate), validation_fraction=float(validation), limit=limit,
+                         class_weights=balance)
     return config, name
 
 

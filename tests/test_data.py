@@ -113,3 +113,10 @@ def test_subset_and_model_input(fashion_mnist):
     assert len(small.y_train) == 500 and small.image_shape == (28, 28, 1)
     x = data.to_model_input(small.x_test[:4])
     assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+
+
+def test_subset_spec_reloads_the_same_images(fashion_mnist):
+    small = fashion_mnist.subset(300, seed=4)
+    assert small.spec["subset"] == {"limit": 300, "seed": 4}
+    again = data.load_dataset(small.spec)
+    assert np.array_equal(again.x_test, small.x_test) and np.array_equal(again.y_train, small.y_train)

@@ -68,18 +68,9 @@ def dataset(spec=None):
 
 
 def model_dataset(metadata):
-    """The dataset a model was trained on, as its metadata describes it."""
+    """The dataset a model was trained on, as its metadata describes it; its stored evaluation
+    covers this dataset's whole test set."""
     return dataset(metadata.get("dataset") or FASHION_MNIST_SPEC)
-
-
-def evaluated_dataset(metadata):
-    """The dataset a model's stored evaluation refers to: its own dataset, reduced to the same
-    seeded subset when the model was trained with a training-subset limit."""
-    data = model_dataset(metadata)
-    hyper = metadata.get("hyper_parameters") or {}
-    if hyper.get("limit"):
-        return data.subset(hyper["limit"], seed=hyper.get("seed", 0))
-    return data
 
 
 # --- models --------------------------------------------------------------------------------------
@@ -108,20 +99,15 @@ def autoencoder(name):
 
 
 @st.cache_data(show_spinner="Predicting the test set…", max_entries=8)
-def _test_probabilities(key, spec_json, limit, seed):
+def _test_probabilities(key, spec_json):
     from fashion_core.training import predict_probabilities
 
-    data = _dataset(spec_json)
-    if limit:
-        data = data.subset(limit, seed=seed)
-    return predict_probabilities(_classifier(key), data.x_test)
+    return predict_probabilities(_classifier(key), _dataset(spec_json).x_test)
 
 
 def test_probabilities(name, metadata):
-    """Probabilities (n_test, n_classes) of a model on its evaluated test set (cached)."""
-    hyper = metadata.get("hyper_parameters") or {}
-    return _test_probabilities(model_key(name), spec_key(metadata.get("dataset")),
-                               hyper.get("limit"), hyper.get("seed", 0))
+    """Probabilities (n_test, n_classes) of a model on its dataset's test set (cached)."""
+    return _test_probabilities(model_key(name), spec_key(metadata.get("dataset")))
 
 
 @st.cache_resource(show_spinner="Loading the classifier…", max_entries=8)
