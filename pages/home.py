@@ -17,11 +17,8 @@ def main():
         "or imported."
     )
     quick_links_ui()
-    left, right = st.columns([1, 1], gap="large")
-    with left:
-        data_ui()
-    with right:
-        models_ui()
+    data_ui()
+    models_ui()  # full width: six columns do not fit beside the sample grid
 
 
 def quick_links_ui():
@@ -51,7 +48,7 @@ def data_ui():
         f"{len(dataset.y_test):,} test images of {h}x{w} pixels ({'colour' if c == 3 else 'greyscale'}).  \n"
         f"Read from `{dataset.source}`. Change the data source in the sidebar."
     )
-    widgets.class_sample_grid(dataset)
+    widgets.class_sample_grid(dataset, per_row=10)
     if dataset.spec.get("kind") != "fashion-mnist":
         catalogue_counts_ui(dataset)
 
