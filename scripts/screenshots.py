@@ -138,6 +138,20 @@ def main():
             target = out / f"{slug or 'home'}.png"
             page.screenshot(path=str(target), full_page=True)
             print(target)
+        # Community Cloud gives an app roughly 0.7–2.7 GB: report what the shipped models cost.
+        print(f"server resident memory after visiting every page: {server_rss_mb(url):.0f} MB")
+
+
+def server_rss_mb(url):
+    """Resident memory (MB) of the ``streamlit run`` process serving ``url``."""
+    import psutil
+
+    port = url.rsplit(":", 1)[1]
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "streamlit" in " ".join(cmdline) and port in cmdline:
+            return process.memory_info().rss / 2**20
+    return float("nan")
 
 
 if __name__ == "__main__":
