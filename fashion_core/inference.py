@@ -52,15 +52,23 @@ class Prediction:
         }
 
 
-def _compiled_call(model, image_shape):
-    """A ``tf.function`` calling ``model(x, training=False)`` for float32 (None, H, W, C)."""
+def _compiled_call(model, image_shape, flip_tta=False):
+    """A ``tf.function`` calling ``model(x, training=False)`` for float32 (None, H, W, C).
+
+    With ``flip_tta`` it averages the predictions on the image and its horizontal mirror (the
+    test-time augmentation the model was evaluated with), in one batched call.
+    """
     import tensorflow as tf
 
     signature = [tf.TensorSpec(shape=(None, *image_shape), dtype=tf.float32)]
 
     @tf.function(input_signature=signature, reduce_retracing=True)
     def call(x):
-        return model(x, training=False)
+        if not flip_tta:
+            return model(x, training=False)
+        both = model(tf.concat([x, tf.reverse(x, axis=[2])], axis=0), training=False)
+        plain, mirrored = tf.split(both, 2, axis=0)
+        return (plain + mirrored) / 2
 
     return call
 
@@ -81,10 +89,12 @@ class Classifier:
     name : str, optional
     min_confidence : float
         Top probabilities below this are flagged as "low confidence".
+    flip_tta : bool
+        Average with the mirrored image (set from the registry for models evaluated that way).
     """
 
     def __init__(self, model, class_names, image_shape, *, autoencoder=None, ood=None, name=None,
-                 min_confidence=DEFAULT_MIN_CONFIDENCE):
+                 min_confidence=DEFAULT_MIN_CONFIDENCE, flip_tta=False):
         self.model = model
         self.class_names = tuple(class_names)
         self.image_shape = tuple(int(d) for d in image_shape)
@@ -93,7 +103,8 @@ class Classifier:
         self.ood = dict(ood) if ood else None
         self.autoencoder = autoencoder if self.ood and self.ood.get("reconstruction_threshold") else None
         self.ood_source = None  # name of the model whose autoencoder gives the OOD score
-        self._forward = _compiled_call(model, self.image_shape)
+        self.flip_tta = bool(flip_tta)
+        self._forward = _compiled_call(model, self.image_shape, flip_tta=self.flip_tta)
         self._reconstruct = _compiled_call(self.autoencoder, self.image_shape) if self.autoencoder is not None else None
 
     # --- construction from the registry ----------------------------------------------------------
@@ -118,6 +129,7 @@ class Classifier:
         image_shape = tuple(meta.get("image_shape") or model.inputs[0].shape[1:])
         class_names = meta.get("class_names") or _default_class_names(model)
         autoencoder, ood_meta, source = _find_autoencoder(registry, entry, image_shape)
+        options.setdefault("flip_tta", meta.get("flip_tta_accuracy") is not None)
         classifier = cls(model, class_names, image_shape, autoencoder=autoencoder, ood=ood_meta, name=name, **options)
         classifier.ood_source = source if classifier.autoencoder is not None else None
         return classifier
