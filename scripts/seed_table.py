@@ -101,11 +101,15 @@ def note_for(metadata, spec, ours_percent):
     if claim is None or ours_percent is None:
         return ""
     gap = ours_percent - claim
+    ours = spec.source == "this project"  # compared with its target, not with a paper
     if gap >= -SHORTFALL_PP:
-        return f"{'+' if gap >= 0 else ''}{gap:.2f} pp vs paper: reproduced"
+        verdict = "target met" if ours else "reproduced"
+        return f"{'+' if gap >= 0 else ''}{gap:.2f} pp vs {'target' if ours else 'paper'}: {verdict}"
     reasons = shortfall_reasons(metadata, spec)
+    if spec.extra.get("reproduction_note"):
+        reasons.append(spec.extra["reproduction_note"])
     why = "; ".join(reasons) if reasons else "same settings as the paper; the gap is unexplained"
-    return f"{gap:.2f} pp vs paper — why we think so: {why}"
+    return f"{gap:.2f} pp vs {'target' if ours else 'paper'} — why we think so: {why}"
 
 
 def _minutes(seconds):
