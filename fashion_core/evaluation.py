@@ -81,12 +81,12 @@ def evaluate_probabilities(probabilities, y_true, class_names, top_k=(2, 3, 5)):
     }
 
 
-def flip_tta_probabilities(model, images, batch_size=512):
+def flip_tta_probabilities(model, images):
     """Average of predictions on the images and their horizontal mirror (test-time augmentation)."""
     from .training import predict_probabilities
 
     images = np.asarray(images)
-    return (predict_probabilities(model, images, batch_size) + predict_probabilities(model, images[:, :, ::-1, :], batch_size)) / 2
+    return (predict_probabilities(model, images) + predict_probabilities(model, images[:, :, ::-1, :])) / 2
 
 
 def evaluate_model(model, dataset, tta=False):

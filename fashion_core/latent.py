@@ -121,11 +121,14 @@ def encoder_options(registry=None):
     return options
 
 
-def embed(encoder, images, batch_size=1024):
+def embed(encoder, images, batch_size=None):
     """Vectors of ``images`` (N, H, W, C), uint8 or float in [0, 1] → float32 (N, D).
 
     Batched direct model calls (Keras ``predict`` costs tens of ms per call on its own).
     """
+    from .training import PREDICT_BATCH
+
+    batch_size = PREDICT_BATCH if batch_size is None else batch_size
     images = np.asarray(images)
     if images.ndim != 4:
         raise InvalidParameterError(f"images must be (N, H, W, C); got shape {images.shape}.")
