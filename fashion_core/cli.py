@@ -315,10 +315,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     # With --json, stdout carries exactly one JSON value: Keras' progress goes to stderr.
     redirect = contextlib.redirect_stdout(sys.stderr) if getattr(args, "json", False) else contextlib.nullcontext()
-    real_stdout = sys.stdout
+    args.stdout = sys.stdout  # the payload goes here even while Keras' output is redirected
     try:
         with redirect:
-            result = _run(args, real_stdout)
+            result = args.func(args)
     except FashionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -326,8 +326,3 @@ def main(argv=None):
         print("interrupted", file=sys.stderr)
         return EXIT_FAILURE
     return result if isinstance(result, int) else EXIT_OK
-
-
-def _run(args, real_stdout):
-    args.stdout = real_stdout  # the payload goes here even while Keras' output is redirected
-    return args.func(args)
