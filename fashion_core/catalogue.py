@@ -110,7 +110,7 @@ def load_catalogue(path, image_size=28, color=False, test_fraction=0.2, seed=0, 
 
     image_shape = (image_size, image_size, 3 if color else 1)
     _check_memory(len(files), image_shape)
-    images, readable, decode_skipped = _decode_all(files, image_shape, base, progress)
+    images, readable, decode_skipped = decode_files(files, image_shape, base, progress)
     skipped = skipped + decode_skipped
     images, y_all = images[readable], y_all[readable]
 
@@ -252,7 +252,7 @@ def _prepare_file(file, image_shape, display):
     return np.asarray(prepared.preview, dtype=np.uint8).reshape(image_shape), None
 
 
-def _decode_all(files, image_shape, base, progress=None):
+def decode_files(files, image_shape, base, progress=None):
     """Decode every file into one preallocated uint8 array.
 
     Returns

@@ -31,10 +31,16 @@ def _emit(args, payload, human):
         print(human, file=out)
 
 
-def _add_dataset_args(parser):
+def _add_dataset_args(parser, photos=False):
     parser.add_argument("--data-dir", help="catalogue folder (one subfolder per class) or CSV of path,label")
-    parser.add_argument("--image-size", type=int, default=None, help="model resolution for --data-dir (default 28)")
-    parser.add_argument("--color", action="store_true", help="keep colour for --data-dir (default grayscale)")
+    parser.add_argument("--image-size", type=int, default=None, help="model resolution in pixels (default 28)")
+    parser.add_argument("--color", action="store_true", help="colour model (default grayscale)")
+    if photos:
+        parser.add_argument("--photos", nargs="?", const="", metavar="DIR",
+                            help="add the real photos' train split (labels.csv + images/; default $FASHION_PHOTOS_DIR "
+                                 "or ../shared/data/real-photos) to Fashion-MNIST: a model for uploaded photos")
+        parser.add_argument("--replay", type=int, default=12000,
+                            help="with --photos: Fashion-MNIST training images mixed in (default 12000)")
 
 
 def _print_load_progress(done, total):
@@ -44,16 +50,23 @@ def _print_load_progress(done, total):
 
 
 def _dataset_from_args(args):
+    photos = getattr(args, "photos", None)
     if getattr(args, "data_dir", None):
+        if photos is not None:
+            raise CommandError("--photos adds real photos to Fashion-MNIST; it does not apply with --data-dir.")
         from .catalogue import load_catalogue
 
         return load_catalogue(path=args.data_dir, image_size=args.image_size or 28, color=args.color,
                               progress=_print_load_progress)
-    if getattr(args, "image_size", None) or getattr(args, "color", False):
-        raise CommandError("--image-size and --color only apply with --data-dir.")
+    if photos is not None:
+        from .photos import photo_training_dataset
+
+        size = args.image_size or 28
+        return photo_training_dataset((size, size, 3 if args.color else 1), folder=photos or None,
+                                      replay=args.replay, seed=args.seed, progress=_print_load_progress)
     from .data import load_fashion_mnist
 
-    return load_fashion_mnist()
+    return load_fashion_mnist(image_size=getattr(args, "image_size", None), color=getattr(args, "color", False))
 
 
 def _train_config(args):
@@ -67,6 +80,7 @@ def _train_config(args):
         pretrain_epochs=getattr(args, "pretrain_epochs", None),
         fine_tune_epochs=getattr(args, "fine_tune_epochs", None),
         class_weights=getattr(args, "class_weights", False),
+        init_from=getattr(args, "init_from", None),
     )
 
 
@@ -231,11 +245,13 @@ def build_parser():
     p.add_argument("--pretrain-epochs", type=int, help="autoencoder epochs (autoencoder models)")
     p.add_argument("--fine-tune-epochs", type=int, help="whole-network fine-tuning epochs (conv_autoencoder)")
     p.add_argument("--class-weights", action="store_true", help="balance classes by weighting the loss")
+    p.add_argument("--from", dest="init_from", metavar="MODEL",
+                   help="start from this registry model's weights (fine-tuning) instead of random ones")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--record-argv", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true")
-    _add_dataset_args(p)
+    _add_dataset_args(p, photos=True)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a saved model on its dataset's test set")

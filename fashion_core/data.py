@@ -62,6 +62,15 @@ class Dataset:
         Where the data was read from, for people.
     skipped : list of (str, str)
         Files that could not be read (path, reason); empty for Fashion-MNIST.
+    x_val, y_val : ndarray, optional
+        An explicit validation set (e.g. real photos held out by sender); without it training
+        carves validation from the training images.
+    x_outliers : ndarray of shape (n, height, width, channels), uint8, optional
+        Training images of none of the classes: taught as "no class" (a uniform target), so the
+        model's confidence drops on things it should not name.
+    additions : dict
+        JSON-able description of training data beyond ``spec`` (e.g. real photos), stored with
+        a model trained on it.
     """
 
     name: str
@@ -73,11 +82,17 @@ class Dataset:
     spec: dict = field(default_factory=dict)
     source: str = ""
     skipped: list = field(default_factory=list)
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    x_outliers: np.ndarray | None = None
+    additions: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.class_names = tuple(self.class_names)
-        for split in ("train", "test"):
+        for split in ("train", "test", "val"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if x is None and y is None and split == "val":
+                continue
             if x.ndim != 4:
                 raise DataError(f"{self.name}: {split} images must be (N, H, W, C), got {x.shape}.")
             if len(x) != len(y):
@@ -257,7 +272,7 @@ def _download_with_keras():
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
-def load_fashion_mnist(folder=None, allow_download=True):
+def load_fashion_mnist(folder=None, allow_download=True, image_size=None, color=False):
     """Fashion-MNIST as a ``Dataset``.
 
     Parameters
@@ -267,6 +282,11 @@ def load_fashion_mnist(folder=None, allow_download=True):
         then a Keras download are tried.
     allow_download : bool
         Set False to fail fast instead of trying the network.
+    image_size : int, optional
+        Model resolution other than the native 28 px (e.g. a photo model's 48): every image goes
+        through ``preprocess.prepare_image`` like an upload would (cached on disk).
+    color : bool
+        Three identical channels, for colour models.
     """
     found = find_fashion_mnist_dir(folder)
     if found is not None:
@@ -279,16 +299,45 @@ def load_fashion_mnist(folder=None, allow_download=True):
                 OFFLINE_HELP.format(files=", ".join(FASHION_MNIST_FILES.values()), cache=keras_cache_dir())
             )
         source = "downloaded by Keras"
+    spec = fashion_mnist_spec(image_size, color)
+    x_train, x_test = arrays["x_train"][..., None], arrays["x_test"][..., None]
+    if len(spec) > 1:
+        shape = (spec.get("image_size", 28),) * 2 + (3 if color else 1,)
+        x_train, x_test = (_resized(x, shape, f"fashion-mnist-{key}") for x, key in ((x_train, "train"), (x_test, "test")))
     return Dataset(
-        name="Fashion-MNIST",
+        name="Fashion-MNIST" if len(spec) == 1 else f"Fashion-MNIST {x_train.shape[1]}px{' colour' if color else ''}",
         class_names=FASHION_MNIST_CLASSES,
-        x_train=arrays["x_train"][..., None],
+        x_train=x_train,
         y_train=arrays["y_train"].astype(np.int64),
-        x_test=arrays["x_test"][..., None],
+        x_test=x_test,
         y_test=arrays["y_test"].astype(np.int64),
-        spec=dict(FASHION_MNIST_SPEC),
+        spec=spec,
         source=source,
     )
+
+
+def fashion_mnist_spec(image_size=None, color=False):
+    """The dataset recipe of Fashion-MNIST at a model resolution (native 28 px grey: the bare spec)."""
+    spec = dict(FASHION_MNIST_SPEC)
+    if image_size and int(image_size) != 28:
+        spec["image_size"] = int(image_size)
+    if color:
+        spec["color"] = True
+    return spec
+
+
+def _resized(images, image_shape, key):
+    """28x28 images through the upload path at another shape, cached (a minute of work)."""
+    from .diskcache import cached_array
+    from .preprocess import prepare_image
+
+    def build():
+        out = np.zeros((len(images), *image_shape), np.uint8)
+        for i, image in enumerate(images):
+            out[i] = prepare_image(image, image_shape).preview
+        return out
+
+    return cached_array(f"{key}-{len(images)}-{'x'.join(map(str, image_shape))}", build)
 
 
 def load_dataset(spec=None, **kwargs):
@@ -297,7 +346,7 @@ def load_dataset(spec=None, **kwargs):
     subset = spec.pop("subset", None)
     kind = spec.get("kind")
     if kind == "fashion-mnist":
-        dataset = load_fashion_mnist(**kwargs)
+        dataset = load_fashion_mnist(image_size=spec.get("image_size"), color=spec.get("color", False), **kwargs)
     elif kind == "folder":
         from .catalogue import load_catalogue
 

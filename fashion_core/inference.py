@@ -14,7 +14,7 @@ import numpy as np
 
 from .classes import keywords_for
 from .errors import FashionError, ImageError, ModelNotFoundError
-from .ood import errors_from_reconstructions, ood_score
+from .ood import confidence_scores, errors_from_reconstructions, ood_score
 from .preprocess import PreparedImage, prepare_image
 
 DEFAULT_MIN_CONFIDENCE = 0.5
@@ -37,6 +37,12 @@ class Prediction:
     flag_reasons: list
     ood_score: float | None
     prepared: PreparedImage
+    class_count: int = 0  # how many classes the model knows (for "none of the N classes")
+
+    @property
+    def none_of_these(self):
+        """The image does not look like any of the model's classes (OOD score above 1, or blank)."""
+        return self.prepared.blank or (self.ood_score is not None and self.ood_score > 1.0)
 
     def to_dict(self):
         """JSON-able dict (without the images)."""
@@ -49,6 +55,7 @@ class Prediction:
             "flagged": bool(self.flagged),
             "flag_reasons": list(self.flag_reasons),
             "ood_score": None if self.ood_score is None else float(self.ood_score),
+            "none_of_these": bool(self.none_of_these),
         }
 
 
@@ -91,16 +98,25 @@ class Classifier:
         Top probabilities below this are flagged as "low confidence".
     flip_tta : bool
         Average with the mirrored image (set from the registry for models evaluated that way).
+    photo_trained : bool
+        The model learnt from real photos (scenes, beds, floors): a busy background is then no
+        reason to doubt its answer.
+
+    The out-of-distribution score comes from ``ood``: a reconstruction threshold (with an
+    autoencoder) or, for models trained with real photos, a confidence threshold calibrated on
+    held-out photos (``ood["method"] == "confidence"``).
     """
 
     def __init__(self, model, class_names, image_shape, *, autoencoder=None, ood=None, name=None,
-                 min_confidence=DEFAULT_MIN_CONFIDENCE, flip_tta=False):
+                 min_confidence=DEFAULT_MIN_CONFIDENCE, flip_tta=False, photo_trained=False):
         self.model = model
         self.class_names = tuple(class_names)
         self.image_shape = tuple(int(d) for d in image_shape)
         self.name = name
         self.min_confidence = float(min_confidence)
         self.ood = dict(ood) if ood else None
+        self.confidence_ood = bool(self.ood and self.ood.get("method") == "confidence")
+        self.photo_trained = bool(photo_trained)
         self.autoencoder = autoencoder if self.ood and self.ood.get("reconstruction_threshold") else None
         self.ood_source = None  # name of the model whose autoencoder gives the OOD score
         self.flip_tta = bool(flip_tta)
@@ -111,13 +127,14 @@ class Classifier:
 
     @classmethod
     def from_registry(cls, name=None, registry=None, **options):
-        """Load a registry model (default: the best Fashion-MNIST model) with an OOD autoencoder:
-        its own, or else the best calibrated one of another model trained on the same dataset."""
+        """Load a registry model (default: ``default_photo_model_name``) with its "none of these"
+        calibration: its own confidence threshold (photo models), else an OOD autoencoder, its own
+        or the best calibrated one of another model trained on the same dataset."""
         from .registry import Registry
 
         registry = registry or Registry()
         if name is None:
-            name = best_model_name(registry)
+            name = default_photo_model_name(registry)
             if name is None:
                 raise ModelNotFoundError(
                     f"no models in {registry.root}: train one first, e.g. "
@@ -128,8 +145,12 @@ class Classifier:
         model = registry.load_classifier(name)
         image_shape = tuple(meta.get("image_shape") or model.inputs[0].shape[1:])
         class_names = meta.get("class_names") or _default_class_names(model)
-        autoencoder, ood_meta, source = _find_autoencoder(registry, entry, image_shape)
+        if (meta.get("ood") or {}).get("method") == "confidence":
+            autoencoder, ood_meta, source = None, meta["ood"], None
+        else:
+            autoencoder, ood_meta, source = _find_autoencoder(registry, entry, image_shape)
         options.setdefault("flip_tta", meta.get("flip_tta_accuracy") is not None)
+        options.setdefault("photo_trained", is_photo_model(meta))
         classifier = cls(model, class_names, image_shape, autoencoder=autoencoder, ood=ood_meta, name=name, **options)
         classifier.ood_source = source if classifier.autoencoder is not None else None
         return classifier
@@ -145,8 +166,11 @@ class Classifier:
         batch = np.asarray(batch, dtype=np.float32)
         return np.asarray(self._forward(batch))
 
-    def ood_scores(self, batch):
-        """(N, H, W, C) → (N,) OOD scores, or None without an autoencoder."""
+    def ood_scores(self, batch, probabilities=None):
+        """(N, H, W, C) → (N,) OOD scores (above 1: none of the classes), or None without a
+        calibration. ``probabilities`` (N, K) saves a forward pass for confidence calibrations."""
+        if self.confidence_ood:
+            return confidence_scores(self.forward(batch) if probabilities is None else probabilities, self.ood)
         if self._reconstruct is None:
             return None
         batch = np.asarray(batch, dtype=np.float32)
@@ -162,17 +186,18 @@ class Classifier:
         k = max(1, min(int(top_k), len(probabilities)))
         order = np.argsort(-probabilities, kind="stable")[:k]
         best = int(order[0])
-        if ood_score is None and self._reconstruct is not None:
-            ood_score = float(self.ood_scores(prepared.model_input[None])[0])
+        if ood_score is None:
+            scores = self.ood_scores(prepared.model_input[None], probabilities[None])
+            ood_score = None if scores is None else float(scores[0])
         reasons = []
         if prepared.blank:
             reasons.append("no garment found: the image looks blank")
-        elif prepared.busy_background:
+        elif prepared.busy_background and not self.photo_trained:
             reasons.append("busy background: not a garment on a plain backdrop")
-        if probabilities[best] < self.min_confidence:
-            reasons.append(f"low confidence ({probabilities[best]:.0%})")
         if ood_score is not None and ood_score > 1.0:
-            reasons.append(f"does not look like one of the {len(self.class_names)} garment types")
+            reasons.append(f"does not look like any of the {len(self.class_names)} classes")
+        elif probabilities[best] < self.min_confidence and not self.confidence_ood:
+            reasons.append(f"low confidence ({probabilities[best]:.0%})")
         class_name = self.class_names[best]
         return Prediction(
             class_index=best,
@@ -184,6 +209,7 @@ class Classifier:
             flag_reasons=reasons,
             ood_score=None if ood_score is None else float(ood_score),
             prepared=prepared,
+            class_count=len(self.class_names),
         )
 
     # --- convenience -----------------------------------------------------------------------------
@@ -192,8 +218,9 @@ class Classifier:
         """One image (bytes, PIL image or array) → ``Prediction``; bad input raises ImageError."""
         prepared = self.preprocess(source, name=name)
         batch = prepared.model_input[None]
-        scores = self.ood_scores(batch)
-        return self.postprocess(self.forward(batch)[0], prepared, top_k=top_k,
+        probabilities = self.forward(batch)
+        scores = self.ood_scores(batch, probabilities)
+        return self.postprocess(probabilities[0], prepared, top_k=top_k,
                                 ood_score=None if scores is None else float(scores[0]))
 
     def classify_many(self, items, top_k=3):
@@ -213,7 +240,7 @@ class Classifier:
         if prepared:
             batch = np.stack([p.model_input for _, p in prepared])
             probabilities = self.forward(batch)
-            scores = self.ood_scores(batch)
+            scores = self.ood_scores(batch, probabilities)
             for row, (slot, item) in enumerate(prepared):
                 results[slot] = self.postprocess(probabilities[row], item, top_k=top_k,
                                                  ood_score=None if scores is None else float(scores[row]))
@@ -247,6 +274,23 @@ def _find_autoencoder(registry, entry, image_shape):
         if autoencoder is not None and tuple(autoencoder.inputs[0].shape[1:]) == tuple(image_shape):
             return autoencoder, candidate.metadata["ood"], candidate.name
     return None, None, None
+
+
+def is_photo_model(metadata):
+    """True for a model trained with real photos (``train --photos``)."""
+    return bool((metadata.get("additions") or {}).get("photos"))
+
+
+def default_photo_model_name(registry=None):
+    """The model uploads and webcam photos go to by default: the most accurate model trained with
+    real photos, else the best Fashion-MNIST model; None for an empty registry."""
+    from .registry import Registry
+
+    registry = registry or Registry()
+    photo_models = [e for e in registry.list() if is_photo_model(e.metadata)]
+    if photo_models:
+        return max(photo_models, key=lambda e: e.metadata.get("test_accuracy") or 0.0).name
+    return best_model_name(registry)
 
 
 def best_model_name(registry=None, dataset_kind="fashion-mnist"):

@@ -90,3 +90,55 @@ def ood_score(error, calibration):
     if not threshold or threshold <= 0:
         return None
     return float(error) / float(threshold)
+
+
+# --- confidence calibrated on real photos ------------------------------------------------------------
+#
+# A model trained with real photos of *other* things (outlier exposure: a uniform target) answers
+# them with a flat distribution. Its top probability then separates "one of the classes" from
+# "none of these"; the threshold is set on held-out photos so that only a small share of the
+# correctly classified in-class photos falls under it.
+
+CONFIDENCE_FLAG_RATE = 0.08  # share of correctly classified in-class photos the flag may catch
+
+
+def calibrate_confidence(probabilities, labels, rate=CONFIDENCE_FLAG_RATE):
+    """The "none of these" threshold from held-out photos.
+
+    Parameters
+    ----------
+    probabilities : ndarray of shape (n, K)
+    labels : ndarray of shape (n,), int
+        Class index, or -1 for photos of none of the classes.
+    rate : float
+        Share of the correctly classified in-class photos allowed under the threshold.
+
+    Returns
+    -------
+    dict
+        ``{"method": "confidence", "min_confidence", "rate", "n_in", "n_other",
+        "in_flagged", "other_flagged"}`` (the last two measured on these photos).
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels)
+    top = probabilities.max(axis=1)
+    inside = labels >= 0
+    correct = inside & (probabilities.argmax(axis=1) == labels)
+    if not correct.any():
+        return {}
+    threshold = float(np.quantile(top[correct], rate))
+    return {
+        "method": "confidence",
+        "min_confidence": threshold,
+        "rate": float(rate),
+        "n_in": int(inside.sum()),
+        "n_other": int((~inside).sum()),
+        "in_flagged": float(np.mean(top[correct] < threshold)),
+        "other_flagged": float(np.mean(top[~inside] < threshold)) if (~inside).any() else None,
+    }
+
+
+def confidence_scores(probabilities, calibration):
+    """(N, K) probabilities → (N,) scores, (1 - top) / (1 - threshold): above 1 means flagged."""
+    top = np.asarray(probabilities, dtype=np.float64).max(axis=1)
+    return (1.0 - top) / max(1e-6, 1.0 - float(calibration["min_confidence"]))

@@ -13,12 +13,12 @@ from dataclasses import asdict
 import numpy as np
 
 from . import zoo
-from .evaluation import evaluate_model
+from .evaluation import evaluate_model, flip_tta_probabilities
 from .registry import Registry, dataset_metadata, dataset_metadata_fields, validate_name
-from .training import TrainConfig, train
+from .training import TrainConfig, predict_probabilities, train
 
 
-def reproduce_command(config, name, dataset_spec):
+def reproduce_command(config, name, dataset_spec, additions=None):
     """The ``python -m fashion_core train ...`` line that reproduces a run."""
     parts = ["python", "-m", "fashion_core", "train", "--arch", config.arch,
              "--epochs", str(config.epochs), "--batch-size", str(config.batch_size),
@@ -34,10 +34,17 @@ def reproduce_command(config, name, dataset_spec):
         parts += ["--fine-tune-epochs", str(config.fine_tune_epochs)]
     if config.class_weights:
         parts += ["--class-weights"]
+    if config.init_from:
+        parts += ["--from", config.init_from]
     if dataset_spec.get("kind") == "folder":
-        parts += ["--data-dir", str(dataset_spec["path"]), "--image-size", str(dataset_spec["image_size"])]
-        if dataset_spec.get("color"):
-            parts += ["--color"]
+        parts += ["--data-dir", str(dataset_spec["path"])]
+    if dataset_spec.get("kind") == "folder" or dataset_spec.get("image_size"):
+        parts += ["--image-size", str(dataset_spec.get("image_size", 28))]
+    if dataset_spec.get("color"):
+        parts += ["--color"]
+    photos = (additions or {}).get("photos")
+    if photos:
+        parts += ["--photos", "--replay", str(photos["replay"])]
     parts += ["--name", name]
     return shlex.join(parts)
 
@@ -55,7 +62,8 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
 
         raise InvalidNameError(f"a model named {name!r} already exists; choose another name or delete it first.")
     config = config.resolve()
-    result = train(dataset, config, progress=progress, verbose=verbose)
+    init_model = registry.load_classifier(config.init_from) if config.init_from else None
+    result = train(dataset, config, progress=progress, verbose=verbose, init_model=init_model)
     # ``limit`` only shrinks the training data: the evaluation always covers the dataset's whole
     # test set, so stored mistakes index ``load_dataset(metadata["dataset"]).x_test``.
     use_tta = config.arch == "fashion_net" if tta is None else tta
@@ -80,20 +88,29 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
         "train_seconds": round(result.train_seconds, 1),
         "params": zoo.count_params(result.model),
         "cancelled": result.cancelled,
-        "command": command or reproduce_command(config, name, dataset.spec),
+        "command": command or reproduce_command(config, name, dataset.spec, dataset.additions),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "keras_version": keras.__version__,
     }
-    metadata.update(_ood_calibration(result, dataset))
+    if config.init_from:
+        metadata["parent"] = config.init_from
+    if dataset.additions:
+        metadata["additions"] = dataset.additions
+    metadata.update(_ood_calibration(result, dataset, use_tta))
     entry = registry.save(name, result.model, metadata, history=stages, evaluation=evaluation,
                           autoencoder=result.bundle.autoencoder, overwrite=overwrite)
     return entry, result, evaluation
 
 
-def _ood_calibration(result, dataset):
-    """Reconstruction-error statistics on the test set, for flagging out-of-distribution inputs."""
-    try:
-        from .ood import calibrate
-    except ImportError:  # calibration module not available
-        return {}
-    return calibrate(result.bundle, dataset)
+def _ood_calibration(result, dataset, tta):
+    """What flags "none of these": for a model trained with real photos, a confidence threshold
+    set on its held-out photos; otherwise reconstruction-error statistics on the test set."""
+    from .ood import calibrate, calibrate_confidence
+    from .photos import calibration_photos
+
+    recipe = dataset.additions.get("photos")
+    if not recipe:
+        return calibrate(result.bundle, dataset)
+    photos = calibration_photos(dataset.image_shape, recipe)
+    probabilities = (flip_tta_probabilities if tta else predict_probabilities)(result.model, photos.images)
+    return {"ood": calibrate_confidence(probabilities, photos.labels)}

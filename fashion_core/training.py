@@ -50,6 +50,7 @@ class TrainConfig:
     fine_tune_epochs: int | None = None
     precision: str = "float32"
     class_weights: bool = False
+    init_from: str | None = None  # registry model whose weights start the run (fine-tuning)
     build_options: dict = field(default_factory=dict)
 
     def resolve(self):
@@ -238,7 +239,58 @@ def _class_weight_dict(y, num_classes):
     return out
 
 
-def train(dataset, config, progress=None, verbose=0):
+def transfer_weights(source, target):
+    """Copy weights from ``source`` into ``target`` layer by layer (matched by name).
+
+    Layers whose weights have the same shapes are copied; a first convolution that differs only
+    in input channels (a grey model started from for a colour one, or the reverse) is adapted by
+    spreading / averaging its kernel over the channels. Returns the names of the copied layers;
+    raises InvalidParameterError when nothing matches.
+    """
+    sources = {layer.name: layer for layer in source.layers}
+    copied = []
+    for layer in target.layers:
+        other = sources.get(layer.name)
+        if other is None or not layer.weights or len(layer.weights) != len(other.weights):
+            continue
+        new = [np.asarray(w) for w in other.get_weights()]
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if [w.shape for w in new] != shapes:
+            kernel = new[0]
+            if kernel.ndim != 4 or kernel.shape[:2] + kernel.shape[3:] != shapes[0][:2] + shapes[0][3:] or \
+                    [w.shape for w in new[1:]] != shapes[1:]:
+                continue
+            new[0] = np.repeat(kernel.mean(axis=2, keepdims=True), shapes[0][2], axis=2) * (kernel.shape[2] / shapes[0][2])
+        layer.set_weights(new)
+        copied.append(layer.name)
+    if not copied:
+        raise InvalidParameterError(f"{source.name} shares no layer with {target.name}: nothing to start from.")
+    return copied
+
+
+def _training_arrays(data, config):
+    """(x_train, y_train, x_val, y_val, labels of x_train) as float inputs and (soft) targets.
+
+    Validation is the dataset's own (``x_val``) or a seeded stratified share of the training
+    images; outlier images are appended to the training part with a uniform target.
+    """
+    onehot = np.eye(data.num_classes, dtype=np.float32)
+    if data.x_val is not None:
+        x_train, labels = to_model_input(data.x_train), data.y_train
+        x_val, y_val = to_model_input(data.x_val), onehot[data.y_val]
+    else:
+        train_idx, val_idx = train_validation_split(len(data.y_train), config.validation_fraction, config.seed, data.y_train)
+        x_all = to_model_input(data.x_train)
+        x_train, x_val, labels = x_all[train_idx], x_all[val_idx], data.y_train[train_idx]
+        y_val = onehot[data.y_train[val_idx]]
+    y_train = onehot[labels]
+    if data.x_outliers is not None and len(data.x_outliers):
+        x_train = np.concatenate([x_train, to_model_input(data.x_outliers)])
+        y_train = np.concatenate([y_train, np.full((len(data.x_outliers), data.num_classes), 1.0 / data.num_classes, np.float32)])
+    return x_train, y_train, x_val, y_val, labels
+
+
+def train(dataset, config, progress=None, verbose=0, init_model=None):
     """Train ``config.arch`` on ``dataset``.
 
     Parameters
@@ -252,6 +304,8 @@ def train(dataset, config, progress=None, verbose=0):
         Receives per-batch and per-epoch updates.
     verbose : int
         Keras' console progress (1 = progress bar), for the CLI.
+    init_model : keras.Model, optional
+        Start from this model's weights (``transfer_weights``) instead of a random initialisation.
 
     Returns
     -------
@@ -268,19 +322,17 @@ def train(dataset, config, progress=None, verbose=0):
         raise InvalidParameterError(f"too few training images ({len(data.y_train)}) for {data.num_classes} classes.")
     keras.utils.set_random_seed(config.seed)
 
-    train_idx, val_idx = train_validation_split(len(data.y_train), config.validation_fraction, config.seed, data.y_train)
-    x_all = to_model_input(data.x_train)
-    x_train, x_val = x_all[train_idx], x_all[val_idx]
-    onehot = np.eye(data.num_classes, dtype=np.float32)
-    y_train, y_val = onehot[data.y_train[train_idx]], onehot[data.y_train[val_idx]]
-    has_val = len(val_idx) > 0
-    class_weight = _class_weight_dict(data.y_train[train_idx], data.num_classes) if config.class_weights else None
+    x_train, y_train, x_val, y_val, labels = _training_arrays(data, config)
+    has_val = len(x_val) > 0
+    class_weight = _class_weight_dict(labels, data.num_classes) if config.class_weights else None
 
     started = time.perf_counter()
     history = {}
     cancelled = False
     with _dtype_policy(config.precision):
         bundle = zoo.build(config.arch, data.image_shape, data.num_classes, **config.build_options)
+        if init_model is not None:
+            transfer_weights(init_model, bundle.classifier)
 
         def fit(model, stage, x, y, epochs, batch_size, val, monitor, mode, **kwargs):
             nonlocal cancelled

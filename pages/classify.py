@@ -43,14 +43,14 @@ def main():
 
 
 def settings_ui(entries):
-    from fashion_core.inference import best_model_name
+    from fashion_core.inference import default_photo_model_name
 
     c1, c2 = st.columns([3, 1])
     with c1:
-        default = best_model_name(cache.registry()) or widgets.best_entry_name(entries)
+        default = default_photo_model_name(cache.registry()) or widgets.best_entry_name(entries)
         entry = widgets.model_selector(entries, "Model", key="classify_model", default=default,
-                                       help="The best model trained on Fashion-MNIST is chosen by default. "
-                                            "Each model uses its own classes.")
+                                       help="The photo model (trained on Fashion-MNIST and real product and "
+                                            "phone photos) is chosen by default. Each model uses its own classes.")
     top_k = c2.slider("Show the top", 1, min(10, len(entry.metadata.get("class_names") or [0] * 10)), 3,
                       key="classify_top_k", help="How many of the most likely classes to show.")
     classes = entry.metadata.get("class_names")
@@ -84,20 +84,35 @@ def result_ui(i, name, result, expanded=True):
     if isinstance(result, ImageError):
         st.error(f"{name}: {result}")
         return
-    with st.expander(f"{name} → {result.class_name} ({result.probability:.0%})", expanded=expanded):
+    with st.expander(f"{name} → {headline(result)}", expanded=expanded):
         c1, c2, c3 = st.columns([2, 1, 3], gap="medium")
         c1.image(result.prepared.original, caption="Your image", width="stretch")
         c2.image(widgets.to_display(result.prepared.preview, scale=max(1, 112 // result.prepared.preview.shape[1])),
                  caption="What the model sees", width="stretch")
         with c3:
-            st.markdown(f"### {result.class_name}")
-            st.markdown(f"**{result.probability:.1%}** sure. Search for: "
-                        + " · ".join(f"`{k}`" for k in result.keywords))
-            if result.flagged:
-                st.warning("Not sure about this one: " + "; ".join(result.flag_reasons))
+            if result.none_of_these:
+                st.markdown("### None of these")
+                st.warning(f"This does not look like any of the {result.class_count} classes this model knows. "
+                           f"The closest is {result.class_name} at {result.probability:.0%}; the scores are below.")
+                other_reasons = [r for r in result.flag_reasons if not r.startswith("does not look like")]
+                if other_reasons:
+                    st.caption("Also: " + "; ".join(other_reasons))
+            else:
+                st.markdown(f"### {result.class_name}")
+                st.markdown(f"**{result.probability:.1%}** sure. Search for: "
+                            + " · ".join(f"`{k}`" for k in result.keywords))
+                if result.flagged:
+                    st.warning("Not sure about this one: " + "; ".join(result.flag_reasons))
             st.plotly_chart(probability_figure(result.top_k), key=f"probs_{i}", config={"displayModeBar": False})
             for note in result.prepared.notes:
                 st.caption(note)
+
+
+def headline(result):
+    """The one-line answer: the class and its probability, or "none of these"."""
+    if result.none_of_these:
+        return f"none of the {result.class_count} classes (closest: {result.class_name}, {result.probability:.0%})"
+    return f"{result.class_name} ({result.probability:.0%})"
 
 
 def _thumbnail_uri(preview):
@@ -116,7 +131,8 @@ def results_table_ui(items, results):
                          "unsure": True, "note": str(result)})
         else:
             rows.append({"image": _thumbnail_uri(result.prepared.preview), "file": name,
-                         "prediction": result.class_name, "probability": result.probability,
+                         "prediction": "none of these" if result.none_of_these else result.class_name,
+                         "probability": result.probability,
                          "unsure": result.flagged, "note": "; ".join(result.flag_reasons)})
     table = pd.DataFrame(rows)
     st.subheader(f"{len(rows)} images")

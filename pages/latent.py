@@ -42,12 +42,15 @@ def main():
 
 
 def settings_ui(entries):
-    with_encoder = [e for e in entries if e.has_autoencoder]
-    default = widgets.best_entry_name(with_encoder or entries)
+    from fashion_core.inference import default_photo_model_name
+
+    default = default_photo_model_name(cache.registry()) or widgets.best_entry_name(entries)
     c1, c2, c3, c4 = st.columns([3, 2, 2, 1])
     with c1:
         entry = widgets.model_selector(entries, "Model", key="latent_model", default=default,
-                                       help="Autoencoder models use their latent code; the others their last hidden layer.")
+                                       help="The photo model is chosen by default: it understands uploaded and "
+                                            "webcam photos best. Autoencoder models use their latent code; the "
+                                            "others their last hidden layer.")
     gallery_size = c2.selectbox("Gallery", list(GALLERY_SIZES), format_func=GALLERY_SIZES.get, key="latent_gallery",
                                 help="Training + test images searched for neighbours (a random sample when smaller). "
                                      "Embeddings are computed once per model and kept.")

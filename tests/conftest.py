@@ -4,6 +4,7 @@ tiny trained model. Tests never touch the network or the repository's own models
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,11 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data" / "fashion-mnist"
 if "FASHION_MNIST_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["FASHION_MNIST_DIR"] = str(SHARED_DATA)
+# A handful of real photos (copied from ../shared/data/real-photos, a few KB each) stand in for the
+# whole folder, and preprocessed arrays are cached in a folder of this test session.
+PHOTO_FIXTURES = REPO / "tests" / "fixtures" / "photos"
+os.environ["FASHION_PHOTOS_DIR"] = str(PHOTO_FIXTURES)
+os.environ["FASHION_CACHE_DIR"] = tempfile.mkdtemp(prefix="fashion-cache-")
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +79,41 @@ def png_bytes(array):
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def constant_classifier(logits, image_shape=(28, 28, 1)):
+    """A Keras classifier that answers the same probabilities, softmax(``logits``), for any image:
+    tests of flags and defaults that must not depend on how well a model trained."""
+    import keras
+
+    inputs = keras.Input(shape=image_shape, name="image")
+    x = keras.layers.Flatten(name="flatten")(inputs)
+    x = keras.layers.Dense(8, activation="relu", kernel_initializer="zeros", name="embedding")(x)
+    out = keras.layers.Dense(len(logits), activation="softmax", kernel_initializer="zeros",
+                             bias_initializer=keras.initializers.Constant(np.asarray(logits, np.float32)),
+                             name="probabilities")(x)
+    return keras.Model(inputs, out, name="constant")
+
+
+def save_photo_model(registry, name, logits, min_confidence=0.5, test_accuracy=0.9):
+    """Register a constant classifier as a photo model with a confidence calibration."""
+    from fashion_core.classes import FASHION_MNIST_CLASSES
+
+    metadata = {
+        "arch": "imported", "dataset": {"kind": "fashion-mnist"}, "dataset_name": "Fashion-MNIST + real photos",
+        "class_names": list(FASHION_MNIST_CLASSES), "image_shape": [28, 28, 1], "test_accuracy": test_accuracy,
+        "additions": {"photos": {"replay": 0, "holdout": 0.15, "seed": 0}},
+        "ood": {"method": "confidence", "min_confidence": min_confidence},
+    }
+    return registry.save(name, constant_classifier(logits), metadata)
+
+
+@pytest.fixture()
+def photo_models(registry):
+    """A registry with two constant photo models: ``sure_sneaker`` (always Sneaker, ~100%) and
+    ``unsure`` (always 10% for every class: "none of these")."""
+    sneaker = np.zeros(10)
+    sneaker[7] = 12.0
+    save_photo_model(registry, "sure_sneaker", sneaker, test_accuracy=0.95)
+    save_photo_model(registry, "unsure", np.zeros(10), test_accuracy=0.5)
+    return registry

@@ -1,0 +1,73 @@
+"""An on-disk cache for arrays that take minutes to compute (preprocessed photos, resized datasets).
+
+Files live in ``$FASHION_CACHE_DIR`` (default ``~/.cache/fashion-studio``), are named by a key that
+says what they hold plus ``PREPROCESS_VERSION``, and are written atomically (a temporary file
+renamed into place), so a killed process never leaves half an array behind. A damaged file is
+rebuilt, never trusted.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+CACHE_DIR_ENV = "FASHION_CACHE_DIR"
+# Bump when preprocess.prepare_image changes what it produces: cached arrays are then rebuilt.
+PREPROCESS_VERSION = 1
+
+
+def cache_dir():
+    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "fashion-studio")
+
+
+def cache_path(key, suffix=".npz"):
+    return cache_dir() / f"{key}-v{PREPROCESS_VERSION}{suffix}"
+
+
+def read_npz(path):
+    """dict of arrays from ``path``, or None when it is missing or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+
+
+def write_npz(path, **arrays):
+    """Write arrays atomically; a cache that cannot be written (read-only disk) is skipped."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def cached_array(key, build):
+    """The array stored under ``key``, or ``build()``'s result, stored for next time.
+
+    Returned read-only and memory-mapped from the cache file when there is one, so a process
+    holds only the pages it touches and no caller can change a shared array by accident.
+    """
+    path = cache_path(key, ".npy")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        pass  # missing or damaged: rebuilt below
+    array = build()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+        os.replace(tmp, path)
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except OSError:  # a read-only disk: keep the array in memory
+        tmp.unlink(missing_ok=True)
+        array.flags.writeable = False
+        return array
