@@ -11,6 +11,10 @@ def cmd_bench(args):
     from .bench import format_report, run_benchmark
 
     result = run_benchmark(quick=args.quick, progress=lambda line: print(f"bench: {line}", file=sys.stderr))
+    if args.save:
+        from .registry import write_json_atomic
+
+        write_json_atomic(args.save, result)
     _emit(args, result, format_report(result))
 
 
@@ -18,5 +22,6 @@ def cmd_bench(args):
 def add_bench(sub):
     p = sub.add_parser("bench", help="benchmark accuracy, throughput, latency and retrieval of the shipped models")
     p.add_argument("--quick", action="store_true", help="small subsets: well under a minute, every field still reported")
+    p.add_argument("--save", metavar="FILE", help="also write the JSON result here (docs/bench.json feeds README's tables)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)

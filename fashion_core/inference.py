@@ -287,21 +287,22 @@ def default_photo_model_name(registry=None):
     from .registry import Registry
 
     registry = registry or Registry()
-    photo_models = [e for e in registry.list() if is_photo_model(e.metadata)]
-    if photo_models:
-        return max(photo_models, key=lambda e: e.metadata.get("test_accuracy") or 0.0).name
+    trained_on_photos = [e for e in registry.list() if is_photo_model(e.metadata)]
+    if trained_on_photos:
+        return max(trained_on_photos, key=lambda e: e.metadata.get("test_accuracy") or 0.0).name
     return best_model_name(registry)
 
 
-def best_model_name(registry=None, dataset_kind="fashion-mnist"):
-    """Name of the registry model with the highest test accuracy on that dataset kind, or None."""
+def best_model_name(registry=None, dataset_kind="fashion-mnist", photo_models=True):
+    """Name of the registry model with the highest test accuracy on that dataset kind, or None.
+    ``photo_models=False`` leaves out models trained with real photos (``is_photo_model``)."""
     from .registry import Registry
 
     registry = registry or Registry()
     best, best_accuracy = None, -1.0
     for entry in registry.list():
         spec = entry.metadata.get("dataset") or {"kind": "fashion-mnist"}
-        if spec.get("kind") != dataset_kind:
+        if spec.get("kind") != dataset_kind or (not photo_models and is_photo_model(entry.metadata)):
             continue
         accuracy = entry.metadata.get("test_accuracy")
         accuracy = float(accuracy) if isinstance(accuracy, (int, float)) else 0.0
