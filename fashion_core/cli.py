@@ -41,6 +41,8 @@ def _add_dataset_args(parser, photos=False):
                                  "or ../shared/data/real-photos) to Fashion-MNIST: a model for uploaded photos")
         parser.add_argument("--replay", type=int, default=12000,
                             help="with --photos: Fashion-MNIST training images mixed in (default 12000)")
+        parser.add_argument("--phone-repeat", type=int, default=1,
+                            help="with --photos: show each phone photo this many times per epoch (default 1)")
 
 
 def _print_load_progress(done, total):
@@ -63,7 +65,8 @@ def _dataset_from_args(args):
 
         size = args.image_size or 28
         return photo_training_dataset((size, size, 3 if args.color else 1), folder=photos or None,
-                                      replay=args.replay, seed=args.seed, progress=_print_load_progress)
+                                      replay=args.replay, phone_repeat=args.phone_repeat, seed=args.seed,
+                                      progress=_print_load_progress)
     from .data import load_fashion_mnist
 
     return load_fashion_mnist(image_size=getattr(args, "image_size", None), color=getattr(args, "color", False))

@@ -99,7 +99,7 @@ def ood_score(error, calibration):
 # "none of these"; the threshold is set on held-out photos so that only a small share of the
 # correctly classified in-class photos falls under it.
 
-CONFIDENCE_FLAG_RATE = 0.08  # share of correctly classified in-class photos the flag may catch
+CONFIDENCE_FLAG_RATE = 0.05  # share of correctly classified in-class photos the flag may catch
 
 
 def calibrate_confidence(probabilities, labels, rate=CONFIDENCE_FLAG_RATE):

@@ -32,6 +32,8 @@ DOMAINS = ("catalogue", "phone")
 SPLITS = ("train", "val")
 REQUIRED_COLUMNS = ("file", "label", "domain", "split", "group")
 FASHION_VALIDATION = 2000  # Fashion-MNIST images in a photo model's validation set
+MAX_REPLAY = 60000 - FASHION_VALIDATION
+MAX_PHONE_REPEAT = 20
 _COLUMNS = ("images", "labels", "domains", "splits", "groups", "files", "skipped")
 
 
@@ -173,7 +175,7 @@ def holdout_groups(photos, fraction, seed=0):
 
 
 def photo_training_dataset(image_shape, folder=None, replay=12000, holdout=0.15, seed=0, progress=None,
-                           outliers=True):
+                           outliers=True, phone_repeat=1):
     """Fashion-MNIST plus the real photos' train split, for a model that must work on photos.
 
     Parameters
@@ -190,6 +192,9 @@ def photo_training_dataset(image_shape, folder=None, replay=12000, holdout=0.15,
     seed : int
     outliers : bool
         Teach the train photos of none of the classes as "no class" (outlier exposure).
+    phone_repeat : int
+        Each in-class phone photo appears this many times per epoch: there are four times fewer
+        phone photos than product shots, and they are what people take.
 
     Returns
     -------
@@ -201,6 +206,10 @@ def photo_training_dataset(image_shape, folder=None, replay=12000, holdout=0.15,
     from .data import Dataset, load_fashion_mnist
 
     height, width, channels = (int(d) for d in image_shape)
+    if not 1 <= int(phone_repeat) <= MAX_PHONE_REPEAT:
+        raise InvalidParameterError(f"phone repeat must be between 1 and {MAX_PHONE_REPEAT}; got {phone_repeat}.")
+    if not 0 <= int(replay) <= MAX_REPLAY:
+        raise InvalidParameterError(f"replay must be between 0 and {MAX_REPLAY} Fashion-MNIST images; got {replay}.")
     fashion = load_fashion_mnist(image_size=height, color=channels == 3)
     photos = load_photos((height, width, channels), folder, progress).where(split="train")
     held = holdout_groups(photos, holdout, seed)
@@ -208,11 +217,13 @@ def photo_training_dataset(image_shape, folder=None, replay=12000, holdout=0.15,
     order = np.random.default_rng(seed).permutation(len(fashion.y_train))
     replay_idx, replay_val = order[:replay], order[replay: replay + FASHION_VALIDATION]
     keep = fitted.in_class
+    repeats = np.where(fitted.domains == "phone", int(phone_repeat), 1)[keep]
+    photo_x, photo_y = np.repeat(fitted.images[keep], repeats, axis=0), np.repeat(fitted.labels[keep], repeats)
     return Dataset(
         name=f"{fashion.name} + real photos",
         class_names=fashion.class_names,
-        x_train=np.concatenate([fashion.x_train[replay_idx], fitted.images[keep]]),
-        y_train=np.concatenate([fashion.y_train[replay_idx], fitted.labels[keep]]),
+        x_train=np.concatenate([fashion.x_train[replay_idx], photo_x]),
+        y_train=np.concatenate([fashion.y_train[replay_idx], photo_y]),
         x_test=fashion.x_test,
         y_test=fashion.y_test,
         spec=fashion.spec,
@@ -221,6 +232,7 @@ def photo_training_dataset(image_shape, folder=None, replay=12000, holdout=0.15,
         y_val=np.concatenate([fashion.y_train[replay_val], validation.labels[validation.in_class]]),
         x_outliers=fitted.images[~keep] if outliers else None,
         additions={"photos": {"replay": int(replay), "holdout": float(holdout), "seed": int(seed),
+                              "phone_repeat": int(phone_repeat),
                               "train_photos": int(keep.sum()), "outlier_photos": int((~keep).sum()) if outliers else 0,
                               "validation_photos": int(len(validation))}},
     )

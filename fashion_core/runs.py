@@ -45,6 +45,8 @@ def reproduce_command(config, name, dataset_spec, additions=None):
     photos = (additions or {}).get("photos")
     if photos:
         parts += ["--photos", "--replay", str(photos["replay"])]
+        if photos.get("phone_repeat", 1) != 1:
+            parts += ["--phone-repeat", str(photos["phone_repeat"])]
     parts += ["--name", name]
     return shlex.join(parts)
 
