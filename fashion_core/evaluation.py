@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .predict import flip_tta_probabilities, predict_classes, predict_probabilities
+
 MAX_MISTAKES_STORED = 500
 
 
@@ -81,23 +83,11 @@ def evaluate_probabilities(probabilities, y_true, class_names, top_k=(2, 3, 5)):
     }
 
 
-def flip_tta_probabilities(model, images):
-    """Average of predictions on the images and their horizontal mirror (test-time augmentation)."""
-    from .training import predict_probabilities
-
-    images = np.asarray(images)
-    return (predict_probabilities(model, images) + predict_probabilities(model, images[:, :, ::-1, :])) / 2
-
-
 def evaluate_model(model, dataset, tta=False):
     """Evaluate a classifier on ``dataset``'s test set; with ``tta`` also on flip-TTA predictions."""
-    from .training import predict_probabilities
-
     probs = predict_probabilities(model, dataset.x_test)
     result = evaluate_probabilities(probs, dataset.y_test, dataset.class_names)
     result["dataset"] = dataset.name
     if tta:
-        result["flip_tta_accuracy"] = float(
-            np.mean(flip_tta_probabilities(model, dataset.x_test).argmax(1) == dataset.y_test)
-        )
+        result["flip_tta_accuracy"] = float(np.mean(predict_classes(model, dataset.x_test, flip_tta=True) == dataset.y_test))
     return result

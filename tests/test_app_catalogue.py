@@ -12,7 +12,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from test_app_pages import APP, TIMEOUT, assert_clean
+from tests.helpers import APP, TIMEOUT, assert_clean
 
 DEMO_CLASSES = {"bag", "shirt", "trousers"}
 

@@ -3,34 +3,13 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
 import streamlit as st
 from PIL import Image
 
-from conftest import png_bytes
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-TIMEOUT = 180  # the first TensorFlow import and model load take seconds on a 2-core machine
-
-
-def open_app(page=None):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    if page:
-        at.switch_page(page)
-        at.run()
-    return at
-
-
-def assert_clean(at):
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
+from tests.helpers import assert_clean, open_app, png_bytes
 
 def test_home_lists_models_and_samples(models_env):
     at = open_app()

@@ -12,17 +12,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from fashion_core.catalogue import (
-    DEMO_CLASSES,
-    catalogue_summary,
-    extract_catalogue_zip,
-    load_catalogue,
-    make_demo_catalogue,
-    stratified_split,
-)
+from fashion_core.catalogue import catalogue_summary, load_catalogue, stratified_split
 from fashion_core.cli import main
-from fashion_core.data import load_dataset
+from fashion_core.democatalogue import DEMO_CLASSES, make_demo_catalogue
 from fashion_core.errors import DataError, InvalidParameterError
+from fashion_core.loaders import load_dataset
+from fashion_core.safezip import extract_catalogue_zip
 
 N_PER_CLASS = 20
 BAD_FILES = {"shirt/corrupt.png", "bag/empty.jpg"}

@@ -12,10 +12,11 @@ from PIL import Image
 from fashion_core.classes import keywords_for
 from fashion_core.data import to_model_input
 from fashion_core.errors import ImageError, InvalidNameError, ModelNotFoundError
-from fashion_core.inference import Classifier, Prediction, best_model_name
+from fashion_core.inference import Classifier, Prediction
+from fashion_core.registry import best_model_name
 from fashion_core.photo_proxy import catalogue_photo_accuracy
 from fashion_core.registry import Registry
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 
 from fashion_core import latent
 from fashion_core.errors import InvalidParameterError, ModelNotFoundError
-from fashion_core.latent import NeighbourIndex
+from fashion_core.neighbours import NeighbourIndex, precision_at_k
 
 
 def _brute_force(gallery, queries, k, exclude=None):
@@ -62,7 +62,7 @@ def test_single_query_fast_path_finds_the_true_neighbours():
 
 def test_query_validates_its_arguments():
     x, labels = _clustered(n=50, dims=8)
-    index = NeighbourIndex(x, labels, sources=np.array(["train"] * 50))
+    index = NeighbourIndex(x, labels)
     with pytest.raises(InvalidParameterError, match="k must be"):
         index.query(x[:1], k=0)
     with pytest.raises(InvalidParameterError, match="k must be"):
@@ -127,13 +127,13 @@ def test_encoders_from_the_registry(trained_registry, small_dataset):
 def test_retrieval_beats_chance_on_a_trained_encoder(trained_registry, small_dataset):
     encoder, _ = latent.encoder_for("tiny_cnn", trained_registry)
     index = NeighbourIndex(latent.embed(encoder, small_dataset.x_train), small_dataset.y_train)
-    precision = latent.precision_at_k(index, latent.embed(encoder, small_dataset.x_test), small_dataset.y_test, k=10)
+    precision = precision_at_k(index, latent.embed(encoder, small_dataset.x_test), small_dataset.y_test, k=10)
     assert precision > 0.4  # chance is 0.1
 
 
 def test_reconstruct(trained_registry, small_dataset):
     images = small_dataset.x_test[:5]
-    out = latent.reconstruct("tiny_ae", images, trained_registry)
+    out = latent.reconstruct(trained_registry.load_autoencoder("tiny_ae"), images)
     assert out.shape == images.shape and out.dtype == np.uint8
     assert np.abs(out.astype(float) - images).mean() < np.abs(255.0 - images).mean()  # closer than the negative
-    assert latent.reconstruct("tiny_cnn", images, trained_registry) is None
+    assert latent.reconstruct(trained_registry.load_autoencoder("tiny_cnn"), images) is None
