@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from .cli import _emit, register_command
-
 
 def cmd_bench(args):
     from .bench import format_report, run_benchmark
 
     result = run_benchmark(quick=args.quick, progress=lambda line: print(f"bench: {line}", file=sys.stderr))
-    _emit(args, result, format_report(result))
+    return result, format_report(result)
 
 
-@register_command
-def add_bench(sub):
-    p = sub.add_parser("bench", help="benchmark accuracy, throughput, latency and retrieval of the shipped models")
+def add_arguments(p):
     p.add_argument("--quick", action="store_true", help="small subsets: well under a minute, every field still reported")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_bench)

@@ -91,3 +91,26 @@ def evaluate_model(model, dataset, tta=False):
     if tta:
         result["flip_tta_accuracy"] = float(np.mean(predict_classes(model, dataset.x_test, flip_tta=True) == dataset.y_test))
     return result
+
+
+def most_confused_pair(confusion_matrix):
+    """(true, predicted) class indices of the largest off-diagonal cell of a confusion matrix."""
+    matrix = np.asarray(confusion_matrix)
+    off_diagonal = matrix - np.diag(np.diag(matrix))
+    true, predicted = np.unravel_index(int(off_diagonal.argmax()), matrix.shape)
+    return int(true), int(predicted)
+
+
+def cell_members(probabilities, y_true, true_class, predicted_class, limit=None):
+    """Indices of the images of ``true_class`` predicted as ``predicted_class``, the most
+    confident first (at most ``limit``).
+
+    Parameters
+    ----------
+    probabilities : ndarray of shape (n_samples, n_classes)
+    y_true : ndarray of shape (n_samples,)
+    """
+    probabilities = np.asarray(probabilities)
+    predicted = probabilities.argmax(axis=1)
+    members = np.flatnonzero((np.asarray(y_true) == true_class) & (predicted == predicted_class))
+    return members[np.argsort(-probabilities[members, predicted_class])][:limit]

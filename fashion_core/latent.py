@@ -195,3 +195,13 @@ def reconstruct(autoencoder, images):
         raise InvalidParameterError(f"images must be (N, H, W, C); got shape {x.shape}.")
     out = predict_batches(autoencoder, x, empty_shape=x.shape[1:])
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+
+
+def sample_reconstructions(autoencoder, images, n=8):
+    """(originals, reconstructions) uint8 of ``n`` evenly spaced ``images``, or None without an
+    autoencoder (the Train page's "Reconstructions" strip)."""
+    if autoencoder is None:
+        return None
+    images = np.asarray(images)
+    originals = images[np.linspace(0, len(images) - 1, n).astype(int)]
+    return originals, reconstruct(autoencoder, originals)

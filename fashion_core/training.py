@@ -448,6 +448,11 @@ def cross_validate(dataset, config, folds=5, progress=None, verbose=0):
     }
 
 
+def sweep_grid(optimizers, learning_rates):
+    """The runs of a sweep, in the order they train: ``[(optimizer, learning rate)]``."""
+    return [(opt, float(lr)) for opt in optimizers for lr in learning_rates]
+
+
 def sweep(dataset, config, optimizers=("adam", "rmsprop", "adadelta"), learning_rates=(1e-3, 1e-4), progress=None, verbose=0):
     """Train one run per (optimizer, learning rate) and record validation and test accuracy.
 
@@ -459,8 +464,8 @@ def sweep(dataset, config, optimizers=("adam", "rmsprop", "adadelta"), learning_
     if not optimizers or not learning_rates:
         raise InvalidParameterError("a sweep needs at least one optimizer and one learning rate.")
     runs_config = [
-        TrainConfig(**{**asdict(base), "optimizer": opt, "learning_rate": float(lr)}).resolve()
-        for opt in optimizers for lr in learning_rates
+        TrainConfig(**{**asdict(base), "optimizer": opt, "learning_rate": lr}).resolve()
+        for opt, lr in sweep_grid(optimizers, learning_rates)
     ]  # validates every combination before the first run starts
     data = dataset.subset(base.limit, seed=base.seed) if base.limit else dataset
     runs = []

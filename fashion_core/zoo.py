@@ -42,6 +42,11 @@ class ArchSpec:
     flip_tta: bool = False  # evaluated and served with flip test-time augmentation
     extra: dict = field(default_factory=dict)
 
+    @property
+    def first_stage(self):
+        """The training stage every run starts with (``TrainingProgress`` stage names)."""
+        return "autoencoder" if self.pretrain else "classifier"
+
 
 @dataclass
 class ModelBundle:

@@ -283,7 +283,8 @@ def test_cli_train_and_evaluate_on_a_catalogue(registry, own_catalogue, capsys):
     assert {row["class"] for row in result["top_k"]} <= set(DEMO_CLASSES)
 
     # Neighbours in the model's embedding space, over the catalogue's own gallery.
-    from fashion_core.latent import NeighbourIndex, embed, encoder_for, gallery
+    from fashion_core.latent import embed, encoder_for, gallery
+    from fashion_core.neighbours import NeighbourIndex
 
     data = load_dataset(meta["dataset"])
     images, labels, _ = gallery(data)
