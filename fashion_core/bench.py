@@ -92,7 +92,7 @@ def bench_photos(registry, limit):
         folder = find_photos_dir()
     except DataError as exc:
         return {"skipped": str(exc)}
-    names = list(dict.fromkeys([default_photo_model_name(registry), best_model_name(registry)]))
+    names = [n for n in dict.fromkeys([default_photo_model_name(registry), best_model_name(registry, photo_models=False)]) if n]
     rows = []
     for name in names:
         classifier = Classifier.from_registry(name, registry=registry)
@@ -304,7 +304,7 @@ def run_benchmark(quick=False, registry=None, progress=None):
     say(f"single-image latency of {default} ({settings['latency_calls']} calls)")
     result["single_image"] = bench_single_image(registry, default, dataset, settings["latency_calls"])
 
-    best = best_model_name(registry)
+    best = best_model_name(registry, photo_models=False)
     say("photo proxy: synthetic catalogue photos vs clean test images")
     photo = catalogue_photo_accuracy(Classifier.from_registry(best, registry=registry), dataset,
                                      n=settings["photo_images"], seed=0)

@@ -83,16 +83,14 @@ class PhotoSet:
 
 
 def find_photos_dir(folder=None):
-    """The real-photos folder: ``folder``, ``$FASHION_PHOTOS_DIR``, or ``../shared/data/real-photos``
-    beside the project; raises DataError with what to do when none holds ``labels.csv``."""
-    project = Path(__file__).resolve().parent.parent
-    candidates = [folder] if folder else [os.environ.get(PHOTOS_DIR_ENV),
-                                          project.parent / "shared" / "data" / "real-photos"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / LABELS_FILE).is_file():
-            return Path(candidate).resolve()
-    where = folder or f"${PHOTOS_DIR_ENV} or {candidates[-1]}"
-    raise DataError(f"real photos not found: {where} has no {LABELS_FILE}. Point {PHOTOS_DIR_ENV} at the "
+    """The real-photos folder: ``folder``, else ``$FASHION_PHOTOS_DIR``, else
+    ``../shared/data/real-photos`` beside the project; raises DataError saying what to do when it
+    has no ``labels.csv``."""
+    candidate = folder or os.environ.get(PHOTOS_DIR_ENV) or \
+        Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "real-photos"
+    if (Path(candidate) / LABELS_FILE).is_file():
+        return Path(candidate).resolve()
+    raise DataError(f"real photos not found: {candidate} has no {LABELS_FILE}. Point {PHOTOS_DIR_ENV} at the "
                     "real-photos folder (labels.csv + images/).")
 
 

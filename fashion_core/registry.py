@@ -419,9 +419,11 @@ def _name(entry):
     return entry.name if entry is not None else None
 
 
-def best_model_name(registry=None, dataset_kind=FASHION_MNIST_SPEC["kind"]):
-    """Name of the registry model with the highest test accuracy on that dataset kind, or None."""
-    return _name(best_entry((registry or Registry()).list(), dataset_kind=dataset_kind))
+def best_model_name(registry=None, dataset_kind=FASHION_MNIST_SPEC["kind"], photo_models=True):
+    """Name of the registry model with the highest test accuracy on that dataset kind, or None.
+    ``photo_models=False`` leaves out models trained with real photos (``is_photo_model``)."""
+    entries = (registry or Registry()).list()
+    return _name(best_entry(entries, dataset_kind=dataset_kind, photo=None if photo_models else False))
 
 
 def default_photo_model_name(registry=None):

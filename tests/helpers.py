@@ -60,7 +60,7 @@ def save_photo_model(registry, name, logits, min_confidence=0.5, test_accuracy=0
     metadata = {
         "arch": "imported", "dataset": {"kind": "fashion-mnist"}, "dataset_name": "Fashion-MNIST + real photos",
         "class_names": list(FASHION_MNIST_CLASSES), "image_shape": [28, 28, 1], "test_accuracy": test_accuracy,
-        "additions": {"photos": {"replay": 0, "holdout": 0.15, "seed": 0}},
+        "additions": {"photos": {"replay": 0, "holdout": 0.15, "seed": 0, "train_photos": 0, "outlier_photos": 0}},
         "ood": {"method": "confidence", "min_confidence": min_confidence},
     }
     return registry.save(name, constant_classifier(logits), metadata)

@@ -255,3 +255,28 @@ def test_photo_report_refuses_other_classes(photo_models):
     with pytest.raises(InvalidParameterError):
         photos.photo_report(classifier)
 
+
+
+def test_bench_reports_the_photo_model_beside_the_best_fashion_mnist_model(photo_models, models_env):
+    from fashion_core.bench import PHOTO_TARGETS, bench_photos
+    from fashion_core.registry import Registry
+
+    for entry in models_env.list():  # a registry with both kinds of model
+        shutil.copytree(entry.path, photo_models.root / entry.name)
+    result = bench_photos(Registry(photo_models.root), limit=None)
+    assert result["targets"] == PHOTO_TARGETS
+    rows = {row["name"]: row for row in result["models"]}
+    assert set(rows) == {"sure_sneaker", "tiny_ae"} or set(rows) == {"sure_sneaker", "tiny_cnn"}
+    assert rows["sure_sneaker"]["photo_model"] is True
+    for row in rows.values():
+        assert {"domains", "per_class", "other_flagged", "correct_flagged", "fashion_mnist_test_accuracy"} <= set(row)
+        assert [c["class"] for c in row["per_class"]] == list(FASHION_MNIST_CLASSES)
+
+
+def test_bench_photos_without_the_folder_says_why(photo_models, monkeypatch, tmp_path):
+    from fashion_core.bench import bench_photos
+
+    monkeypatch.setenv("FASHION_PHOTOS_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    result = bench_photos(photo_models, limit=10)
+    assert "skipped" in result and "labels.csv" in result["skipped"]

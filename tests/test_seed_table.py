@@ -53,3 +53,24 @@ def test_rewrites_readme_and_check_mode(seed_table, trained_registry, tmp_path, 
     assert seed_table.main([*args, "--check"]) == 1
     assert seed_table.main(args) == 0 and readme.read_text() == text
     assert seed_table.main(["--readme", str(tmp_path / "missing.md")]) == 2
+
+
+def test_photo_table_from_a_saved_bench_result(seed_table, photo_models, tmp_path):
+    from fashion_core.bench import bench_photos
+
+    assert "Not measured (no bench result saved yet)" in seed_table.render_photo_table(None)
+    assert "Not measured (nowhere)" in seed_table.render_photo_table({"real_photos": {"skipped": "nowhere"}})
+    bench = {"date": "2026-11-26T10:00:00+00:00", "machine": {"cpu_count": 2},
+             "real_photos": bench_photos(photo_models, limit=None)}
+    table = seed_table.render_photo_table(bench)
+    assert "`sure_sneaker` (photo model, default)" in table
+    assert "| catalogue photos, top-1 (n=4) | 25.0% | ≥ 92% |" in table
+    assert "| Sneaker | 100.0% (1) / – |" in table
+    readme = tmp_path / "README.md"
+    readme.write_text("# Project\n")
+    (tmp_path / "bench.json").write_text(__import__("json").dumps(bench))
+    args = ["--readme", str(readme), "--models", str(photo_models.root), "--bench", str(tmp_path / "bench.json")]
+    assert seed_table.main(args) == 0 and seed_table.main([*args, "--check"]) == 0
+    text = readme.read_text()
+    assert "## Real photos" in text and table in text
+    assert "Photo model (ours, `sure_sneaker`)" in text and "the default for uploads and webcam photos" in text
