@@ -6,7 +6,7 @@ import io
 import pandas as pd
 import streamlit as st
 
-from fashion_core.errors import FashionError, ImageError
+from fashion_core.errors import ImageError
 from fashion_core.preprocess import MAX_UPLOAD_BYTES
 from fashion_core.registry import default_entry
 from ui import cache, charts, widgets
@@ -27,10 +27,8 @@ def main():
     if not items:
         st.info("Add one or more images above to classify them.")
         return
-    try:
-        classifier = cache.inference_classifier(entry.name)
-    except FashionError as exc:
-        st.error(str(exc))
+    classifier = widgets.loaded_or_error(cache.inference_classifier, entry.name)
+    if classifier is None:
         return
     with st.spinner("Classifying…"):
         results = classifier.classify_many(items, top_k=top_k)

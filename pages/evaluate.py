@@ -190,13 +190,11 @@ def mistakes_ui(entry, evaluation):
     mistakes = evaluation.get("mistakes") or []
     if not mistakes:
         st.success("No mistakes on the test set.")
-        return
-    try:
-        data = cache.model_dataset(entry.metadata)
-    except FashionError as exc:
-        st.error(str(exc))
-        return
-    names = evaluation["class_names"]
+    elif (data := widgets.loaded_or_error(cache.model_dataset, entry.metadata)) is not None:
+        mistakes_gallery_ui(data, evaluation["class_names"], mistakes)
+
+
+def mistakes_gallery_ui(data, names, mistakes):
     shown = [m for m in mistakes if m["index"] < len(data.x_test)][:MAX_MISTAKES_SHOWN]
     st.caption("The most confident wrong answers: true class → predicted class (confidence).")
     widgets.image_gallery(

@@ -71,7 +71,7 @@ def test_classify_png_bytes(classifier, small_dataset):
     assert prediction.ood_score is not None and prediction.ood_score >= 0
     payload = json.loads(json.dumps(prediction.to_dict()))
     assert set(payload) == {"class_index", "class_name", "probability", "top_k", "keywords", "flagged",
-                            "flag_reasons", "ood_score"}
+                            "flag_reasons", "ood_score", "none_of_these"}
     assert set(payload["top_k"][0]) == {"class", "probability"}
 
 

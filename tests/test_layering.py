@@ -46,10 +46,9 @@ def local_graph():
     for name, path in modules.items():
         targets = set()
         for module, names in imports(path):
-            for candidate in [f"{module}.{n}" for n in names] + [module]:
-                if candidate in modules and candidate != name:
-                    targets.add(candidate)
-                    break
+            submodules = {f"{module}.{n}" for n in names} & set(modules)
+            targets |= submodules or ({module} & set(modules))
+        targets.discard(name)
         graph[name] = targets
     return graph
 

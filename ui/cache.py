@@ -81,33 +81,58 @@ def model_dataset(metadata):
 # --- models --------------------------------------------------------------------------------------
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
-def _classifier(key):
+def _load_inference_classifier(registry, name):
+    from fashion_core.inference import Classifier
+
+    return Classifier.from_registry(name, registry=registry)
+
+
+def _load_encoder(registry, name):
+    from fashion_core import latent
+
+    return latent.encoder_for(name, registry=registry)
+
+
+# What can be loaded for a registry model: (registry, name) → the loaded object.
+MODEL_LOADERS = {
+    "classifier": lambda registry, name: registry.load_classifier(name),
+    "autoencoder": lambda registry, name: registry.load_autoencoder(name),
+    "inference": _load_inference_classifier,
+    "encoder": _load_encoder,
+}
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=24)
+def _model_resource(key, kind):
     root, name, _mtime = key
-    return Registry(root).load_classifier(name)
+    return MODEL_LOADERS[kind](Registry(root), name)
 
 
 def classifier(name):
     """The Keras classifier of a registry model (cached)."""
-    return _classifier(model_key(name))
-
-
-@st.cache_resource(show_spinner="Loading the autoencoder…", max_entries=4)
-def _autoencoder(key):
-    root, name, _mtime = key
-    return Registry(root).load_autoencoder(name)
+    return _model_resource(model_key(name), "classifier")
 
 
 def autoencoder(name):
     """The autoencoder of an autoencoder-based model, or None (cached)."""
-    return _autoencoder(model_key(name))
+    return _model_resource(model_key(name), "autoencoder")
+
+
+def inference_classifier(name):
+    """A ``fashion_core.inference.Classifier`` for a registry model (cached)."""
+    return _model_resource(model_key(name), "inference")
+
+
+def encoder(name):
+    """``(encoder, description)`` of a model with an encoder (cached)."""
+    return _model_resource(model_key(name), "encoder")
 
 
 @st.cache_data(show_spinner="Predicting the test set…", max_entries=8)
 def _test_probabilities(key, spec_json):
     from fashion_core.predict import predict_probabilities
 
-    return predict_probabilities(_classifier(key), _dataset(spec_json).x_test)
+    return predict_probabilities(_model_resource(key, "classifier"), _dataset(spec_json).x_test)
 
 
 def test_probabilities(name, metadata):
@@ -115,33 +140,7 @@ def test_probabilities(name, metadata):
     return _test_probabilities(model_key(name), spec_key(model_dataset_spec(metadata)))
 
 
-@st.cache_resource(show_spinner="Loading the classifier…", max_entries=8)
-def _inference_classifier(key):
-    from fashion_core.inference import Classifier
-
-    root, name, _mtime = key
-    return Classifier.from_registry(name, registry=Registry(root))
-
-
-def inference_classifier(name):
-    """A ``fashion_core.inference.Classifier`` for a registry model (cached)."""
-    return _inference_classifier(model_key(name))
-
-
 # --- latent space --------------------------------------------------------------------------------
-
-
-@st.cache_resource(show_spinner="Loading the encoder…", max_entries=4)
-def _encoder(key):
-    from fashion_core import latent
-
-    root, name, _mtime = key
-    return latent.encoder_for(name, registry=Registry(root))
-
-
-def encoder(name):
-    """``(encoder, description)`` of a model with an encoder (cached)."""
-    return _encoder(model_key(name))
 
 
 # ~54 MB for a 70,000-image gallery: a shared resource, not pickled into every rerun.
@@ -152,7 +151,7 @@ def _gallery_embeddings(key, spec_json, size, seed):
     data = _dataset(spec_json)
     images, labels, sources = latent.gallery(data)
     rows = sample_indices(len(labels), size, seed)
-    encoder_model, _ = _encoder(key)
+    encoder_model, _ = _model_resource(key, "encoder")
     arrays = latent.embed(encoder_model, images[rows]), labels[rows], np.asarray(sources)[rows], rows
     for array in arrays:
         array.flags.writeable = False

@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from fashion_core.data import sample_indices
+from fashion_core.errors import FashionError
 from ui import cache
 
 TRAIN_PAGE = "pages/train.py"
@@ -16,6 +17,15 @@ def no_models_notice():
     st.info("There are no models in the registry yet. Train one first (a 1-epoch run on a "
             "small subset takes under a minute).")
     st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/model_training:")
+
+
+def loaded_or_error(load, *args):
+    """``load(*args)``, or None after showing the message of the ``FashionError`` it raised."""
+    try:
+        return load(*args)
+    except FashionError as exc:
+        st.error(str(exc))
+        return None
 
 
 def registry_entries_ui():
