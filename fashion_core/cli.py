@@ -16,7 +16,6 @@ import json
 import os
 import shlex
 import sys
-
 from dataclasses import dataclass
 
 from . import cli_bench, cli_classify

@@ -32,6 +32,22 @@ def assert_clean(at):
     assert not at.error, [e.value for e in at.error]
 
 
+def start_training(at, name, arch="seed004_cnn", epochs=1, limit=None):
+    """On the Train page: choose ``arch`` and ``epochs`` (and a subset of ``limit`` images),
+    name the model, start training and check the page shows no error."""
+    at.selectbox(key="train_arch").set_value(arch)
+    at.run()
+    at.number_input(key=f"train_epochs_{arch}").set_value(epochs)
+    if limit is not None:
+        at.toggle(key="train_use_subset").set_value(True)
+        at.run()
+        at.number_input(key="train_limit").set_value(limit)
+    at.text_input(key=f"train_name_{arch}").set_value(name)
+    at.button(key="start_training").click()
+    at.run()
+    assert_clean(at)
+
+
 def png_bytes(array):
     """Encode a uint8 array (H, W) or (H, W, 3) as PNG bytes."""
     buffer = io.BytesIO()

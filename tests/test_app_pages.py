@@ -9,7 +9,7 @@ import pytest
 import streamlit as st
 from PIL import Image
 
-from tests.helpers import assert_clean, open_app, png_bytes
+from tests.helpers import assert_clean, open_app, png_bytes, start_training
 
 def test_home_lists_models_and_samples(models_env):
     at = open_app()
@@ -48,16 +48,7 @@ def test_empty_registry_pages_point_to_train(registry):
 def test_train_one_epoch_on_a_subset_registers_a_model(models_env):
     at = open_app("pages/train.py")
     assert_clean(at)
-    at.selectbox(key="train_arch").set_value("seed004_cnn")
-    at.run()
-    at.number_input(key="train_epochs_seed004_cnn").set_value(1)
-    at.toggle(key="train_use_subset").set_value(True)
-    at.run()
-    at.number_input(key="train_limit").set_value(500)
-    at.text_input(key="train_name_seed004_cnn").set_value("app_trained")
-    at.button(key="start_training").click()
-    at.run()
-    assert_clean(at)
+    start_training(at, "app_trained", limit=500)
     assert "app_trained" in models_env.names()
     assert any("Test accuracy" == m.label for m in at.metric)
     assert models_env.evaluation("app_trained")["n_samples"] > 0
