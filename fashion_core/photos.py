@@ -173,7 +173,8 @@ def holdout_groups(photos, fraction, seed=0):
     return mask
 
 
-def photo_training_dataset(image_shape, folder=None, replay=12000, holdout=0.15, seed=0, progress=None):
+def photo_training_dataset(image_shape, folder=None, replay=12000, holdout=0.15, seed=0, progress=None,
+                           outliers=True):
     """Fashion-MNIST plus the real photos' train split, for a model that must work on photos.
 
     Parameters
@@ -188,6 +189,8 @@ def photo_training_dataset(image_shape, folder=None, replay=12000, holdout=0.15,
         validation set (with 2,000 other Fashion-MNIST training images), and later for
         calibrating the "none of these" flag. The val split is never touched: bench reports it.
     seed : int
+    outliers : bool
+        Teach the train photos of none of the classes as "no class" (outlier exposure).
 
     Returns
     -------
@@ -217,9 +220,9 @@ def photo_training_dataset(image_shape, folder=None, replay=12000, holdout=0.15,
         source=f"{fashion.source} + {find_photos_dir(folder)}",
         x_val=np.concatenate([fashion.x_train[replay_val], validation.images[validation.in_class]]),
         y_val=np.concatenate([fashion.y_train[replay_val], validation.labels[validation.in_class]]),
-        x_outliers=fitted.images[~keep],
+        x_outliers=fitted.images[~keep] if outliers else None,
         additions={"photos": {"replay": int(replay), "holdout": float(holdout), "seed": int(seed),
-                              "train_photos": int(keep.sum()), "outlier_photos": int((~keep).sum()),
+                              "train_photos": int(keep.sum()), "outlier_photos": int((~keep).sum()) if outliers else 0,
                               "validation_photos": int(len(validation))}},
     )
 

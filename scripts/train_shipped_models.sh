@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 want() { [ $# -eq 0 ] || [[ " ${SELECTED} " == *" $1 "* ]]; }
-SELECTED="${*:-fashion_net conv_autoencoder deep_autoencoder_dnn seed003_cnn seed004_cnn seed003_cv}"
+SELECTED="${*:-fashion_net conv_autoencoder deep_autoencoder_dnn seed003_cnn seed004_cnn seed003_cv photo_net}"
 run() { echo "== $(date -u +%H:%M:%S) $*"; "$PY" -m fashion_core "$@"; }
 if want fashion_net; then
   run train --arch fashion_net --epochs 24 --batch-size 128 --precision mixed_bfloat16 --name fashion_net --overwrite
@@ -26,5 +26,8 @@ if want seed004_cnn; then
 fi
 if want seed003_cv; then
   run cv --arch seed003_cnn --folds 5 --epochs 10 --save-to seed003_cnn
+fi
+if want photo_net; then  # needs fashion_net (it starts from it) and ../shared/data/real-photos (or FASHION_PHOTOS_DIR)
+  run train --arch fashion_net --epochs 10 --lr 0.001 --image-size 48 --photos --replay 12000 --from fashion_net --name photo_net --overwrite
 fi
 echo "== $(date -u +%H:%M:%S) done"
