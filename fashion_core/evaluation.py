@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .predict import flip_tta_probabilities, predict_classes, predict_probabilities
+from .predict import predict_classes, predict_probabilities
 
 MAX_MISTAKES_STORED = 500
 
