@@ -45,7 +45,7 @@ import time
 import numpy as np
 
 from . import zoo
-from .data import FASHION_MNIST_SPEC, load_fashion_mnist, to_model_input
+from .data import FASHION_MNIST_SPEC, load_fashion_mnist, sample_indices, to_model_input
 from .errors import DataError, ModelNotFoundError
 
 TARGET_SINGLE_P50_MS = 15.0
@@ -79,13 +79,14 @@ def machine_info():
 
 def shipped_models(registry):
     """Registry entries trained on Fashion-MNIST at its native 28x28 grey, by name."""
-    return [e for e in registry.list() if (e.metadata.get("dataset") or FASHION_MNIST_SPEC) == FASHION_MNIST_SPEC]
+    return [e for e in registry.list() if {k: v for k, v in e.dataset_spec.items() if k != "subset"} == FASHION_MNIST_SPEC]
 
 
 def bench_photos(registry, limit):
     """The default photo model and the best Fashion-MNIST model on the real photos' val split."""
-    from .inference import Classifier, best_model_name, default_photo_model_name
+    from .inference import Classifier
     from .photos import find_photos_dir, photo_report
+    from .registry import best_model_name, default_photo_model_name
 
     try:
         folder = find_photos_dir()
@@ -102,12 +103,6 @@ def bench_photos(registry, limit):
     return {"folder": str(folder), "models": rows, "targets": dict(PHOTO_TARGETS)}
 
 
-def _sample(n_total, limit, seed=0):
-    if not limit or limit >= n_total:
-        return np.arange(n_total)
-    return np.sort(np.random.default_rng(seed).permutation(n_total)[:limit])
-
-
 def _percentiles_ms(seconds):
     values = 1000.0 * np.asarray(seconds)
     return float(np.percentile(values, 50)), float(np.percentile(values, 95))
@@ -115,9 +110,9 @@ def _percentiles_ms(seconds):
 
 def batch_throughput(model, images, repeats, batch_size=500):
     """Median images/second of compiled direct calls over ``images`` (float32 N, H, W, C)."""
-    from .inference import _compiled_call
+    from .predict import compiled_call
 
-    call = _compiled_call(model, images.shape[1:])
+    call = compiled_call(model, images.shape[1:])
     call(images[:batch_size])  # trace once, outside the timing
     rates = []
     for _ in range(repeats):
@@ -130,8 +125,7 @@ def batch_throughput(model, images, repeats, batch_size=500):
 
 def bench_models(registry, entries, dataset, test_idx, repeats):
     """Accuracy and throughput of every shipped model, and of the seed 003 architecture."""
-    from .evaluation import flip_tta_probabilities
-    from .training import predict_probabilities
+    from .predict import accuracy as accuracy_of
 
     x_uint8, y = dataset.x_test[test_idx], dataset.y_test[test_idx]
     x = to_model_input(x_uint8)
@@ -139,9 +133,8 @@ def bench_models(registry, entries, dataset, test_idx, repeats):
     seed003_rate, seed003_source = None, None
     for entry in entries:
         model = registry.load_classifier(entry.name)
-        accuracy = float(np.mean(predict_probabilities(model, x).argmax(1) == y))
-        uses_tta = entry.metadata.get("flip_tta_accuracy") is not None
-        tta = float(np.mean(flip_tta_probabilities(model, x_uint8).argmax(1) == y)) if uses_tta else None
+        accuracy = accuracy_of(model, x, y)
+        tta = accuracy_of(model, x_uint8, y, flip_tta=True) if entry.uses_flip_tta else None
         rate = batch_throughput(model, x, repeats)
         rows.append({"name": entry.name, "arch": entry.metadata.get("arch", "imported"),
                      "params": int(model.count_params()), "test_accuracy": accuracy,
@@ -208,12 +201,13 @@ def bench_single_image(registry, model_name, dataset, calls):
 def bench_neighbours(registry, dataset, gallery_limit, calls):
     """Precision@10 of every encoder (test queries vs the training gallery) and query latency
     over the train + test gallery with the best encoder."""
-    from .latent import NeighbourIndex, embed, encoder_for, encoder_options, precision_at_k
+    from .latent import embed, encoder_for, encoder_options
+    from .neighbours import NeighbourIndex, precision_at_k
 
     n_train, n_test = len(dataset.y_train), len(dataset.y_test)
     if gallery_limit:  # keep the 6:1 train/test proportion of Fashion-MNIST
-        train_idx = _sample(n_train, gallery_limit * n_train // (n_train + n_test))
-        test_idx = _sample(n_test, max(1, gallery_limit * n_test // (n_train + n_test)))
+        train_idx = sample_indices(n_train, gallery_limit * n_train // (n_train + n_test))
+        test_idx = sample_indices(n_test, max(1, gallery_limit * n_test // (n_train + n_test)))
     else:
         train_idx, test_idx = np.arange(n_train), np.arange(n_test)
     x_train, y_train = dataset.x_train[train_idx], dataset.y_train[train_idx]
@@ -232,7 +226,7 @@ def bench_neighbours(registry, dataset, gallery_limit, calls):
     precision, name, description, train_vectors, test_vectors = best
 
     index = NeighbourIndex(np.concatenate([train_vectors, test_vectors]), np.concatenate([y_train, y_test]))
-    queries = np.random.default_rng(0).choice(len(test_vectors), min(calls, len(test_vectors)), replace=False)
+    queries = sample_indices(len(test_vectors), min(calls, len(test_vectors)), seed=0)
     gallery_rows = len(train_vectors) + queries  # each query is in the gallery: skip itself
     index.query(test_vectors[queries[0]], k=NEIGHBOURS_K, exclude=[gallery_rows[0]])  # warm-up
     timings, found = [], []
@@ -259,7 +253,7 @@ def bench_training(dataset, images, batch_size=128, seed=0):
 
     keras.utils.set_random_seed(seed)
     spec = zoo.get_spec("fashion_net")
-    idx = _sample(len(dataset.y_train), images, seed)
+    idx = sample_indices(len(dataset.y_train), images, seed)
     x = to_model_input(dataset.x_train[idx])
     y = np.eye(dataset.num_classes, dtype=np.float32)[dataset.y_train[idx]]
     model = zoo.build("fashion_net", dataset.image_shape, dataset.num_classes).classifier
@@ -283,9 +277,9 @@ def run_benchmark(quick=False, registry=None, progress=None):
 
     ``progress``: optional callable receiving one line per step (for the CLI's stderr).
     """
-    from .inference import Classifier, best_model_name, default_photo_model_name
+    from .inference import Classifier
     from .photo_proxy import catalogue_photo_accuracy
-    from .registry import Registry
+    from .registry import Registry, best_model_name, default_photo_model_name
 
     say = progress or (lambda line: None)
     started = time.perf_counter()
@@ -298,7 +292,7 @@ def run_benchmark(quick=False, registry=None, progress=None):
             "(`python -m fashion_core train --arch fashion_net`)."
         )
     dataset = load_fashion_mnist()
-    test_idx = _sample(len(dataset.y_test), settings["test_images"])
+    test_idx = sample_indices(len(dataset.y_test), settings["test_images"])
     settings["test_images"] = int(len(test_idx))
     result = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "quick": bool(quick),
               "machine": machine_info(), "settings": settings}

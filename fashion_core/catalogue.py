@@ -18,18 +18,14 @@ Layout::
 from __future__ import annotations
 
 import csv
-import io
 import math
 import os
-import shutil
-import stat
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
-from .data import Dataset
+from .data import Dataset, sample_indices
 from .errors import DataError, FashionError, InvalidParameterError
 from .preprocess import MAX_UPLOAD_BYTES, prepare_image
 
@@ -41,15 +37,6 @@ MAX_FILE_BYTES = MAX_UPLOAD_BYTES  # the same limit as an upload: one preprocess
 # Folders that zip tools and operating systems add; never classes.
 IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
 CSV_COLUMNS = ("path", "label")
-
-# Zip-bomb limits for an uploaded catalogue.
-MAX_ZIP_MEMBERS = 200_000
-MAX_ZIP_TOTAL_BYTES = 8 * 1024**3
-MAX_ZIP_MEMBER_BYTES = MAX_FILE_BYTES
-MAX_ZIP_RATIO = 200  # uncompressed / compressed size of one member
-ZIP_CHUNK = 1024 * 1024
-
-DEMO_CLASSES = ("bag", "shirt", "trousers")
 
 
 # --- loading -------------------------------------------------------------------------------------
@@ -157,14 +144,15 @@ def _check_parameters(image_size, color, test_fraction, seed, max_images):
     return image_size, bool(color), test_fraction, seed, max_images
 
 
-def _visible(path):
+def is_visible(path):
+    """False for hidden files and the folders zip tools and operating systems add."""
     return not path.name.startswith(".") and path.name not in IGNORED_NAMES
 
 
 def _list_folder(root):
     """Files and class labels of a folder catalogue, sorted so reloading is deterministic."""
     try:
-        class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
+        class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and is_visible(p))
     except OSError as exc:
         raise DataError(f"{root}: cannot list the folder ({exc.strerror or exc}).") from None
     if not class_dirs:
@@ -172,10 +160,10 @@ def _list_folder(root):
     files, labels = [], []
     for class_dir in class_dirs:
         for dirpath, dirnames, filenames in os.walk(class_dir):
-            dirnames[:] = sorted(d for d in dirnames if _visible(Path(d)))
+            dirnames[:] = sorted(d for d in dirnames if is_visible(Path(d)))
             for filename in sorted(filenames):
                 file = Path(dirpath) / filename
-                if _visible(file):
+                if is_visible(file):
                     files.append(file)
                     labels.append(class_dir.name)
     return files, labels, []
@@ -210,7 +198,8 @@ def _stratified_sample(labels, limit, seed):
     rng = np.random.default_rng(seed)
     counts = np.bincount(labels)
     quotas = np.maximum(np.minimum(counts, MIN_IMAGES_PER_CLASS), np.floor(counts * limit / len(labels)).astype(int))
-    keep = [np.sort(rng.permutation(np.flatnonzero(labels == c))[:q]) for c, q in enumerate(quotas)]
+    members = [np.flatnonzero(labels == c) for c in range(len(counts))]
+    keep = [m[sample_indices(len(m), q, rng)] for m, q in zip(members, quotas)]
     return np.sort(np.concatenate(keep))
 
 
@@ -335,178 +324,3 @@ def catalogue_summary(dataset):
     frame.attrs["imbalance_ratio"] = float(total.max() / total.min()) if total.min() > 0 else float("inf")
     frame.attrs["skipped"] = len(dataset.skipped)
     return frame
-
-
-# --- uploaded zip ----------------------------------------------------------------------------------
-
-
-def _safe_member_path(info):
-    """The member's relative path parts, or a DataError for anything that could escape."""
-    raw = info.filename.replace("\\", "/")
-    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
-        raise DataError(f"zip member {info.filename!r} has an absolute path; refusing the archive.")
-    parts = [p for p in PurePosixPath(raw).parts if p not in ("", ".")]
-    if ".." in parts:
-        raise DataError(f"zip member {info.filename!r} points outside the archive ('..'); refusing the archive.")
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        raise DataError(f"zip member {info.filename!r} is a symbolic link; refusing the archive.")
-    return parts
-
-
-def extract_catalogue_zip(data, destination):
-    """Safely extract an uploaded ``.zip`` of a catalogue folder.
-
-    Refuses (``DataError``) absolute paths, ``..`` members, symbolic links, more than
-    ``MAX_ZIP_MEMBERS`` members and zip bombs (size and compression-ratio limits, enforced while
-    writing, not only from the headers). ``__MACOSX`` and hidden files are left out.
-
-    Parameters
-    ----------
-    data : bytes
-        The zip file's content.
-    destination : str or Path
-        An empty or not yet existing folder to extract into.
-
-    Returns
-    -------
-    Path
-        The folder holding the class subfolders (descends through single top-level folders).
-    """
-    destination = Path(destination)
-    if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
-        raise DataError(f"{destination}: the extraction folder must be empty.")
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise DataError(f"the upload is not a readable zip file ({exc}).") from None
-    with archive:
-        members = archive.infolist()
-        if len(members) > MAX_ZIP_MEMBERS:
-            raise DataError(f"the zip holds {len(members)} entries; at most {MAX_ZIP_MEMBERS} are allowed.")
-        planned = [(info, _safe_member_path(info)) for info in members]  # validate all before writing
-        declared = sum(info.file_size for info in members)
-        if declared > MAX_ZIP_TOTAL_BYTES:
-            raise DataError(f"the zip would unpack to {declared / 1024**3:.1f} GiB; at most "
-                            f"{MAX_ZIP_TOTAL_BYTES / 1024**3:.0f} GiB are allowed.")
-        destination.mkdir(parents=True, exist_ok=True)
-        written = 0
-        try:
-            for info, parts in planned:
-                if not parts or any(not _visible(PurePosixPath(p)) for p in parts):
-                    continue
-                target = destination.joinpath(*parts)
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                written += _extract_member(archive, info, target, MAX_ZIP_TOTAL_BYTES - written)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError) as exc:
-            _empty_folder(destination)
-            raise DataError(f"the zip file is damaged or uses an unsupported feature ({exc}).") from None
-        except BaseException:
-            _empty_folder(destination)  # no half-extracted catalogue (or bomb) stays behind
-            raise
-    return _catalogue_root(destination)
-
-
-def _empty_folder(folder):
-    for child in folder.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
-
-
-def _extract_member(archive, info, target, budget):
-    """Stream one member to ``target`` within the size limits; returns bytes written."""
-    limit = min(MAX_ZIP_MEMBER_BYTES, budget, max(info.compress_size, 1) * MAX_ZIP_RATIO)
-    if info.file_size > limit:
-        raise DataError(f"zip member {info.filename!r} is too large or too compressed; refusing the archive.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    written = 0
-    with archive.open(info) as source, open(target, "wb") as sink:
-        while chunk := source.read(ZIP_CHUNK):
-            written += len(chunk)
-            if written > limit:  # headers can lie; count what really comes out
-                sink.close()
-                target.unlink()
-                raise DataError(f"zip member {info.filename!r} unpacks beyond its limits; refusing the archive.")
-            sink.write(chunk)
-    return written
-
-
-def _catalogue_root(folder):
-    """Descend through a single wrapping folder (``catalogue.zip`` → ``catalogue/``) to the
-    folder whose subfolders are the classes."""
-    folder = Path(folder)
-    while True:
-        children = [p for p in folder.iterdir() if _visible(p)]
-        if len(children) == 1 and children[0].is_dir() and any(p.is_dir() and _visible(p) for p in children[0].iterdir()):
-            folder = children[0]
-        else:
-            return folder
-
-
-# --- demo catalogue ---------------------------------------------------------------------------------
-
-
-def make_demo_catalogue(destination, n_per_class=30, seed=0, size=64):
-    """Write a small catalogue of simple colour product shots on white: ``bag``, ``shirt`` and
-    ``trousers`` drawn with Pillow in random colours, positions and sizes, in varied image sizes
-    and formats (PNG and JPEG) — for tests and the dashboard's demo button.
-
-    Returns
-    -------
-    Path
-        ``destination``, holding one subfolder per class.
-    """
-    from PIL import Image, ImageDraw
-
-    if n_per_class < MIN_IMAGES_PER_CLASS or size < 16:
-        raise InvalidParameterError(f"a demo catalogue needs n_per_class >= {MIN_IMAGES_PER_CLASS} and size >= 16.")
-    destination = Path(destination)
-    rng = np.random.default_rng(seed)
-    drawers = {"bag": _draw_bag, "shirt": _draw_shirt, "trousers": _draw_trousers}
-    for class_name in DEMO_CLASSES:
-        folder = destination / class_name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(n_per_class):
-            width = int(size * rng.uniform(1.0, 1.5))  # product photos come in many sizes
-            background = tuple(int(v) for v in rng.integers(235, 256, size=3))
-            image = Image.new("RGB", (width, size), background)
-            colour = tuple(int(v) for v in rng.integers(0, 180, size=3))
-            scale = rng.uniform(0.7, 0.9) * size
-            centre = (width / 2 + rng.uniform(-0.08, 0.08) * size, size / 2 + rng.uniform(-0.08, 0.08) * size)
-            drawers[class_name](ImageDraw.Draw(image), centre, scale, colour)
-            if i % 2:
-                image.save(folder / f"{class_name}_{i:03d}.jpg", quality=90)
-            else:
-                image.save(folder / f"{class_name}_{i:03d}.png")
-    return destination
-
-
-def _box(centre, scale, x0, y0, x1, y1):
-    """Shape coordinates given in a unit square [-0.5, 0.5] around ``centre``."""
-    cx, cy = centre
-    return [cx + x0 * scale, cy + y0 * scale, cx + x1 * scale, cy + y1 * scale]
-
-
-def _draw_bag(draw, centre, scale, colour):
-    draw.rounded_rectangle(_box(centre, scale, -0.45, -0.1, 0.45, 0.45), radius=scale * 0.06, fill=colour)
-    draw.arc(_box(centre, scale, -0.25, -0.45, 0.25, 0.1), 180, 360, fill=colour, width=max(2, int(scale * 0.06)))
-
-
-def _draw_shirt(draw, centre, scale, colour):
-    cx, cy = centre
-    s = scale
-    body = [(-0.25, -0.45), (0.25, -0.45), (0.5, -0.2), (0.38, -0.05), (0.25, -0.15),
-            (0.25, 0.45), (-0.25, 0.45), (-0.25, -0.15), (-0.38, -0.05), (-0.5, -0.2)]
-    draw.polygon([(cx + x * s, cy + y * s) for x, y in body], fill=colour)
-
-
-def _draw_trousers(draw, centre, scale, colour):
-    cx, cy = centre
-    s = scale
-    legs = [(-0.25, -0.45), (0.25, -0.45), (0.3, 0.45), (0.06, 0.45), (0.0, -0.1),
-            (-0.06, 0.45), (-0.3, 0.45)]
-    draw.polygon([(cx + x * s, cy + y * s) for x, y in legs], fill=colour)

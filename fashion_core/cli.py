@@ -2,6 +2,10 @@
 
 Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 1 anything else.
 With ``--json`` exactly one JSON value goes to stdout; Keras progress goes to stderr.
+
+Every command is one row of ``COMMANDS`` (name, help, arguments, run). A command's ``run(args)``
+returns ``(payload, human)`` — or ``(payload, human, failed)`` — and never prints its result:
+``main`` prints the payload as JSON (``--json``) or the human text, in one place.
 """
 
 from __future__ import annotations
@@ -12,23 +16,12 @@ import json
 import os
 import shlex
 import sys
+from dataclasses import dataclass
 
-from .errors import FashionError
+from . import cli_bench, cli_classify
+from .errors import CommandError, FashionError, InvalidNameError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class CommandError(FashionError):
-    """Raised by a command for bad input discovered after parsing."""
-
-
-def _emit(args, payload, human):
-    """Print ``payload`` as JSON with --json, else the human text."""
-    out = getattr(args, "stdout", None) or sys.stdout
-    if getattr(args, "json", False):
-        print(json.dumps(payload, default=float), file=out)
-    else:
-        print(human, file=out)
 
 
 def _add_dataset_args(parser, photos=False):
@@ -94,8 +87,10 @@ def cmd_train(args):
     config = _train_config(args).resolve()  # fail fast before loading data
     name = args.name or suggest_name(f"{args.arch}-{config.epochs}ep")
     registry = Registry()
-    if (registry.root / name).exists() and not args.overwrite:
-        raise CommandError(f"a model named {name!r} already exists; use --name or --overwrite.")
+    try:
+        registry.check_name_free(name, args.overwrite)
+    except InvalidNameError as exc:
+        raise CommandError(f"{exc} (command line: use --name or --overwrite)") from None
     dataset = _dataset_from_args(args)
     command = shlex.join(["python", "-m", "fashion_core", *sys.argv[1:]]) if args.record_argv else None
     entry, result, evaluation = train_and_save(
@@ -116,38 +111,20 @@ def cmd_train(args):
     human = (f"saved {entry.name} ({meta['arch']}): test accuracy {meta['test_accuracy']:.4f}"
              + (f", flip-TTA {meta['flip_tta_accuracy']:.4f}" if meta.get("flip_tta_accuracy") else "")
              + f", {meta['train_seconds']:.0f} s of training → {entry.path}")
-    _emit(args, payload, human)
+    return payload, human
 
 
 def cmd_evaluate(args):
-    from .evaluation import evaluate_model
-    from .registry import Registry
+    from .runs import evaluate_and_store
 
-    registry = Registry()
-    entry = registry.get(args.name)
-    model = registry.load_classifier(args.name)
-    dataset = _dataset_for_model(entry.metadata)
-    result = evaluate_model(model, dataset)
-    registry.update_json(args.name, "evaluation.json", result)
-    payload = {"name": entry.name, **{k: result[k] for k in ("accuracy", "loss", "top_k_accuracy", "confusion_matrix", "per_class", "macro_f1", "n_samples")}}
-    lines = [f"{entry.name}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on {result['n_samples']} test images",
+    result = evaluate_and_store(args.name)
+    payload = {"name": args.name, **{k: result[k] for k in ("accuracy", "loss", "top_k_accuracy", "confusion_matrix", "per_class", "macro_f1", "n_samples")}}
+    lines = [f"{args.name}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on {result['n_samples']} test images",
              f"{'class':<14}{'precision':>10}{'recall':>8}{'f1':>8}{'specif.':>9}{'support':>9}"]
     for row in result["per_class"]:
         lines.append(f"{row['class']:<14}{row['precision']:>10.3f}{row['recall']:>8.3f}{row['f1']:>8.3f}"
                      f"{row['specificity']:>9.3f}{row['support']:>9d}")
-    _emit(args, payload, "\n".join(lines))
-
-
-def _dataset_for_model(metadata):
-    """The dataset a model was trained on (never another one)."""
-    from .data import load_dataset
-
-    spec = metadata.get("dataset") or {"kind": "fashion-mnist"}
-    dataset = load_dataset(spec)
-    expected = metadata.get("class_names")
-    if expected and list(dataset.class_names) != list(expected):
-        raise CommandError("the model's dataset has changed since training (different classes); refusing to evaluate.")
-    return dataset
+    return payload, "\n".join(lines)
 
 
 def cmd_cv(args):
@@ -166,7 +143,7 @@ def cmd_cv(args):
         lines.append(f"  fold {row['fold']}: train {row['train_accuracy']:.4f}  test {row['test_accuracy']:.4f}")
     lines.append(f"  mean test {result['mean_test_accuracy']:.4f} ± {result['std_test_accuracy']:.4f}, "
                  f"mean train {result['mean_train_accuracy']:.4f} ± {result['std_train_accuracy']:.4f}")
-    _emit(args, result, "\n".join(lines))
+    return result, "\n".join(lines)
 
 
 def cmd_sweep(args):
@@ -183,7 +160,7 @@ def cmd_sweep(args):
     lines = [f"{'optimizer':<10}{'lr':>10}{'val acc':>9}{'test acc':>10}"]
     for r in result["runs"]:
         lines.append(f"{r['optimizer']:<10}{r['learning_rate']:>10g}{r['val_accuracy']:>9.4f}{r['test_accuracy']:>10.4f}")
-    _emit(args, result, "\n".join(lines))
+    return result, "\n".join(lines)
 
 
 def cmd_list(args):
@@ -194,46 +171,41 @@ def cmd_list(args):
     for folder, reason in problems:
         print(f"skipped {folder}: {reason}", file=sys.stderr)
     if not rows:
-        _emit(args, rows, "no models yet: train one with `python -m fashion_core train --arch fashion_net`.")
-        return
+        return rows, "no models yet: train one with `python -m fashion_core train --arch fashion_net`."
     lines = [f"{'name':<28}{'arch':<22}{'test acc':>9}{'size MB':>9}  created"]
     for r in rows:
         acc = f"{r['test_accuracy']:.4f}" if isinstance(r["test_accuracy"], (int, float)) else "-"
         lines.append(f"{r['name']:<28}{r['arch']:<22}{acc:>9}{r['size_mb']:>9}  {r['created']}")
-    _emit(args, rows, "\n".join(lines))
+    return rows, "\n".join(lines)
 
 
 def cmd_import(args):
-    from .data import load_dataset
+    from .loaders import load_dataset
     from .registry import Registry, dataset_metadata
 
     dataset = _dataset_from_args(args) if args.data_dir else load_dataset()
     entry = Registry().import_model(args.file, args.name, dataset_metadata(dataset))
-    _emit(args, {"name": entry.name, "path": str(entry.path)}, f"imported {args.file} as {entry.name}")
+    return {"name": entry.name, "path": str(entry.path)}, f"imported {args.file} as {entry.name}"
 
 
 def cmd_export(args):
     from .registry import Registry
 
     out = Registry().export(args.name, args.out)
-    _emit(args, {"name": args.name, "path": str(out)}, f"exported {args.name} → {out}")
+    return {"name": args.name, "path": str(out)}, f"exported {args.name} → {out}"
 
 
 def cmd_delete(args):
     from .registry import Registry
 
     Registry().delete(args.name)
-    _emit(args, {"name": args.name, "deleted": True}, f"deleted {args.name}")
+    return {"name": args.name, "deleted": True}, f"deleted {args.name}"
 
 
-def build_parser():
+def _train_arguments(p):
     from .training import OPTIMIZERS, PRECISIONS
     from .zoo import ARCHITECTURES
 
-    parser = argparse.ArgumentParser(prog="python -m fashion_core", description="Fashion image classification studio: engine CLI.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("train", help="train a model and save it to the registry")
     p.add_argument("--arch", required=True, choices=list(ARCHITECTURES))
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -253,16 +225,16 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--record-argv", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--json", action="store_true")
     _add_dataset_args(p, photos=True)
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="evaluate a saved model on its dataset's test set")
+
+def _name_argument(p):
     p.add_argument("name")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("cv", help="k-fold cross-validation (seed 003's method)")
+
+def _cv_arguments(p):
+    from .zoo import ARCHITECTURES
+
     p.add_argument("--arch", required=True, choices=list(ARCHITECTURES))
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--epochs", type=int)
@@ -270,11 +242,13 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-to", metavar="MODEL", help="store the result with this registry model")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--json", action="store_true")
     _add_dataset_args(p)
-    p.set_defaults(func=cmd_cv)
 
-    p = sub.add_parser("sweep", help="compare optimizers and learning rates (seed 000's study)")
+
+def _sweep_arguments(p):
+    from .training import OPTIMIZERS
+    from .zoo import ARCHITECTURES
+
     p.add_argument("--arch", required=True, choices=list(ARCHITECTURES))
     p.add_argument("--optimizers", nargs="+", default=["adam", "rmsprop", "adadelta"], choices=list(OPTIMIZERS))
     p.add_argument("--lrs", nargs="+", type=float, default=[1e-3, 1e-4])
@@ -283,65 +257,81 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-to", metavar="MODEL")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--json", action="store_true")
     _add_dataset_args(p)
-    p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("list", help="list the models in the registry")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("import", help="add a .keras file to the registry (validated, safe mode)")
+def _no_arguments(p):
+    pass
+
+
+def _import_arguments(p):
     p.add_argument("file")
     p.add_argument("--name", required=True)
-    p.add_argument("--json", action="store_true")
     _add_dataset_args(p)
-    p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("export", help="copy a model's .keras file out of the registry")
+
+def _export_arguments(p):
     p.add_argument("name")
     p.add_argument("out")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("delete", help="delete a model from the registry")
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_delete)
 
-    for extension in _EXTENSIONS:
-        extension(sub)
+@dataclass(frozen=True)
+class Command:
+    """One sub-command: its help line, a function adding its arguments to a parser, and
+    ``run(args)`` → ``(payload, human)`` or ``(payload, human, failed)``."""
+
+    help: str
+    arguments: object
+    run: object
+
+
+COMMANDS = {
+    "train": Command("train a model and save it to the registry", _train_arguments, cmd_train),
+    "evaluate": Command("evaluate a saved model on its dataset's test set", _name_argument, cmd_evaluate),
+    "cv": Command("k-fold cross-validation (seed 003's method)", _cv_arguments, cmd_cv),
+    "sweep": Command("compare optimizers and learning rates (seed 000's study)", _sweep_arguments, cmd_sweep),
+    "list": Command("list the models in the registry", _no_arguments, cmd_list),
+    "import": Command("add a .keras file to the registry (validated, safe mode)", _import_arguments, cmd_import),
+    "export": Command("copy a model's .keras file out of the registry", _export_arguments, cmd_export),
+    "delete": Command("delete a model from the registry", _name_argument, cmd_delete),
+    "classify": Command("classify image files (photos or dataset-style images)", cli_classify.add_arguments,
+                        cli_classify.cmd_classify),
+    "bench": Command("benchmark accuracy, throughput, latency and retrieval of the shipped models",
+                     cli_bench.add_arguments, cli_bench.cmd_bench),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m fashion_core", description="Fashion image classification studio: engine CLI.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help)
+        command.arguments(p)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(run=command.run)
     return parser
 
 
-# Other modules (classify, bench) register their sub-commands here to keep this file small.
-_EXTENSIONS = []
-
-
-def register_command(builder):
-    _EXTENSIONS.append(builder)
-    return builder
-
-
-def _load_extensions():
-    from . import cli_extensions  # noqa: F401  (registers classify, bench, ...)
+def print_result(payload, human, as_json, out):
+    """The one place a command's result is printed: JSON with ``--json``, else the human text."""
+    print(json.dumps(payload, default=float) if as_json else human, file=out)
 
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _load_extensions()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    as_json = getattr(args, "json", False)
+    out = sys.stdout  # the payload goes here even while Keras' output is redirected
     # With --json, stdout carries exactly one JSON value: Keras' progress goes to stderr.
-    redirect = contextlib.redirect_stdout(sys.stderr) if getattr(args, "json", False) else contextlib.nullcontext()
-    args.stdout = sys.stdout  # the payload goes here even while Keras' output is redirected
+    redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
         with redirect:
-            result = args.func(args)
+            payload, human, *failed = args.run(args)
     except FashionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_FAILURE
-    return result if isinstance(result, int) else EXIT_OK
+    print_result(payload, human, as_json, out)
+    return EXIT_BAD_INPUT if failed and failed[0] else EXIT_OK

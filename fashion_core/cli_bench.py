@@ -1,10 +1,8 @@
-"""``python -m fashion_core bench [--quick] [--json]``: speed and quality of the shipped models."""
+"""``python -m fashion_core bench [--quick] [--save FILE] [--json]``: speed and quality of the shipped models."""
 
 from __future__ import annotations
 
 import sys
-
-from .cli import _emit, register_command
 
 
 def cmd_bench(args):
@@ -15,13 +13,9 @@ def cmd_bench(args):
         from .registry import write_json_atomic
 
         write_json_atomic(args.save, result)
-    _emit(args, result, format_report(result))
+    return result, format_report(result)
 
 
-@register_command
-def add_bench(sub):
-    p = sub.add_parser("bench", help="benchmark accuracy, throughput, latency and retrieval of the shipped models")
+def add_arguments(p):
     p.add_argument("--quick", action="store_true", help="small subsets: well under a minute, every field still reported")
     p.add_argument("--save", metavar="FILE", help="also write the JSON result here (docs/bench.json feeds README's tables)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_bench)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .cli import EXIT_BAD_INPUT, EXIT_OK, CommandError, _emit, register_command
-from .errors import ImageError
+from .errors import CommandError, ImageError
 from .preprocess import check_upload_size
 
 
@@ -60,15 +59,10 @@ def cmd_classify(args):
             payload.append({"path": path, "error": message})
         else:
             payload.append({"path": path, **result.to_dict()})
-    _emit(args, payload, "\n".join(_human_line(row["path"], row) for row in payload))
-    return EXIT_BAD_INPUT if bad else EXIT_OK
+    return payload, "\n".join(_human_line(row["path"], row) for row in payload), bad > 0
 
 
-@register_command
-def add_classify_command(sub):
-    p = sub.add_parser("classify", help="classify image files (photos or dataset-style images)")
+def add_arguments(p):
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files (PNG, JPEG, GIF, WebP, ...)")
     p.add_argument("--model", help="registry model name (default: the best Fashion-MNIST model)")
     p.add_argument("--top-k", type=int, default=3, help="how many classes to list per image")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_classify)

@@ -113,18 +113,6 @@ class Dataset:
     def is_color(self):
         return self.image_shape[-1] == 3
 
-    def describe(self):
-        """Plain dict for tables and JSON."""
-        h, w, c = self.image_shape
-        return {
-            "name": self.name,
-            "classes": list(self.class_names),
-            "image_shape": [h, w, c],
-            "train_size": int(len(self.y_train)),
-            "test_size": int(len(self.y_test)),
-            "source": self.source,
-        }
-
     def class_counts(self, split="train"):
         """Number of images per class, in class order."""
         y = getattr(self, f"y_{split}")
@@ -136,9 +124,8 @@ class Dataset:
         if not limit:
             return self
         rng = np.random.default_rng(seed)
-        train_idx = np.sort(rng.permutation(len(self.y_train))[: int(limit)])
-        test_limit = max(int(limit) // 5, min(len(self.y_test), 100))
-        test_idx = np.sort(rng.permutation(len(self.y_test))[:test_limit])
+        train_idx = sample_indices(len(self.y_train), int(limit), rng)
+        test_idx = sample_indices(len(self.y_test), max(int(limit) // 5, min(len(self.y_test), 100)), rng)
         return Dataset(
             name=self.name,
             class_names=self.class_names,
@@ -151,6 +138,18 @@ class Dataset:
             source=self.source,
             skipped=self.skipped,
         )
+
+
+def sample_indices(n, size=None, seed=0):
+    """Sorted indices of a seeded random sample of ``size`` out of ``n`` rows: the one sampler of
+    the engine and the dashboard (all rows when ``size`` is None or 0; all, sorted, when ≥ n).
+
+    ``seed`` is an int or a ``numpy.random.Generator`` (several samples from one stream).
+    """
+    if not size:
+        return np.arange(n)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    return np.sort(rng.permutation(n)[: int(size)])
 
 
 def to_model_input(images):
@@ -338,19 +337,3 @@ def _resized(images, image_shape, key):
         return out
 
     return cached_array(f"{key}-{len(images)}-{'x'.join(map(str, image_shape))}", build)
-
-
-def load_dataset(spec=None, **kwargs):
-    """Reload a dataset from the JSON recipe stored with a model (default: Fashion-MNIST)."""
-    spec = dict(spec or FASHION_MNIST_SPEC)
-    subset = spec.pop("subset", None)
-    kind = spec.get("kind")
-    if kind == "fashion-mnist":
-        dataset = load_fashion_mnist(image_size=spec.get("image_size"), color=spec.get("color", False), **kwargs)
-    elif kind == "folder":
-        from .catalogue import load_catalogue
-
-        dataset = load_catalogue(**{k: v for k, v in spec.items() if k != "kind"})
-    else:
-        raise DataError(f"unknown dataset kind {kind!r}.")
-    return dataset.subset(subset["limit"], seed=subset.get("seed", 0)) if subset else dataset

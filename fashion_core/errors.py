@@ -32,3 +32,7 @@ class InvalidParameterError(FashionError):
 
 class ModelNotFoundError(FashionError):
     """No model of that name exists in the registry."""
+
+
+class CommandError(FashionError):
+    """A command-line argument that is wrong in a way argparse cannot see."""

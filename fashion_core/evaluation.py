@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .predict import predict_classes, predict_probabilities
+
 MAX_MISTAKES_STORED = 500
 
 
@@ -81,23 +83,34 @@ def evaluate_probabilities(probabilities, y_true, class_names, top_k=(2, 3, 5)):
     }
 
 
-def flip_tta_probabilities(model, images):
-    """Average of predictions on the images and their horizontal mirror (test-time augmentation)."""
-    from .training import predict_probabilities
-
-    images = np.asarray(images)
-    return (predict_probabilities(model, images) + predict_probabilities(model, images[:, :, ::-1, :])) / 2
-
-
 def evaluate_model(model, dataset, tta=False):
     """Evaluate a classifier on ``dataset``'s test set; with ``tta`` also on flip-TTA predictions."""
-    from .training import predict_probabilities
-
     probs = predict_probabilities(model, dataset.x_test)
     result = evaluate_probabilities(probs, dataset.y_test, dataset.class_names)
     result["dataset"] = dataset.name
     if tta:
-        result["flip_tta_accuracy"] = float(
-            np.mean(flip_tta_probabilities(model, dataset.x_test).argmax(1) == dataset.y_test)
-        )
+        result["flip_tta_accuracy"] = float(np.mean(predict_classes(model, dataset.x_test, flip_tta=True) == dataset.y_test))
     return result
+
+
+def most_confused_pair(confusion_matrix):
+    """(true, predicted) class indices of the largest off-diagonal cell of a confusion matrix."""
+    matrix = np.asarray(confusion_matrix)
+    off_diagonal = matrix - np.diag(np.diag(matrix))
+    true, predicted = np.unravel_index(int(off_diagonal.argmax()), matrix.shape)
+    return int(true), int(predicted)
+
+
+def cell_members(probabilities, y_true, true_class, predicted_class, limit=None):
+    """Indices of the images of ``true_class`` predicted as ``predicted_class``, the most
+    confident first (at most ``limit``).
+
+    Parameters
+    ----------
+    probabilities : ndarray of shape (n_samples, n_classes)
+    y_true : ndarray of shape (n_samples,)
+    """
+    probabilities = np.asarray(probabilities)
+    predicted = probabilities.argmax(axis=1)
+    members = np.flatnonzero((np.asarray(y_true) == true_class) & (predicted == predicted_class))
+    return members[np.argsort(-probabilities[members, predicted_class])][:limit]

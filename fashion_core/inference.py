@@ -15,7 +15,9 @@ import numpy as np
 from .classes import keywords_for
 from .errors import FashionError, ImageError, ModelNotFoundError
 from .ood import confidence_scores, errors_from_reconstructions, ood_score
+from .predict import compiled_call
 from .preprocess import PreparedImage, prepare_image
+from .registry import Registry, default_photo_model_name, model_dataset_spec
 
 DEFAULT_MIN_CONFIDENCE = 0.5
 
@@ -59,27 +61,6 @@ class Prediction:
         }
 
 
-def _compiled_call(model, image_shape, flip_tta=False):
-    """A ``tf.function`` calling ``model(x, training=False)`` for float32 (None, H, W, C).
-
-    With ``flip_tta`` it averages the predictions on the image and its horizontal mirror (the
-    test-time augmentation the model was evaluated with), in one batched call.
-    """
-    import tensorflow as tf
-
-    signature = [tf.TensorSpec(shape=(None, *image_shape), dtype=tf.float32)]
-
-    @tf.function(input_signature=signature, reduce_retracing=True)
-    def call(x):
-        if not flip_tta:
-            return model(x, training=False)
-        both = model(tf.concat([x, tf.reverse(x, axis=[2])], axis=0), training=False)
-        plain, mirrored = tf.split(both, 2, axis=0)
-        return (plain + mirrored) / 2
-
-    return call
-
-
 class Classifier:
     """A classifier model with its class names, input shape and (optional) OOD autoencoder.
 
@@ -120,8 +101,8 @@ class Classifier:
         self.autoencoder = autoencoder if self.ood and self.ood.get("reconstruction_threshold") else None
         self.ood_source = None  # name of the model whose autoencoder gives the OOD score
         self.flip_tta = bool(flip_tta)
-        self._forward = _compiled_call(model, self.image_shape, flip_tta=self.flip_tta)
-        self._reconstruct = _compiled_call(self.autoencoder, self.image_shape) if self.autoencoder is not None else None
+        self._forward = compiled_call(model, self.image_shape, flip_tta=self.flip_tta)
+        self._reconstruct = compiled_call(self.autoencoder, self.image_shape) if self.autoencoder is not None else None
 
     # --- construction from the registry ----------------------------------------------------------
 
@@ -130,8 +111,6 @@ class Classifier:
         """Load a registry model (default: ``default_photo_model_name``) with its "none of these"
         calibration: its own confidence threshold (photo models), else an OOD autoencoder, its own
         or the best calibrated one of another model trained on the same dataset."""
-        from .registry import Registry
-
         registry = registry or Registry()
         if name is None:
             name = default_photo_model_name(registry)
@@ -149,8 +128,8 @@ class Classifier:
             autoencoder, ood_meta, source = None, meta["ood"], None
         else:
             autoencoder, ood_meta, source = _find_autoencoder(registry, entry, image_shape)
-        options.setdefault("flip_tta", meta.get("flip_tta_accuracy") is not None)
-        options.setdefault("photo_trained", is_photo_model(meta))
+        options.setdefault("flip_tta", entry.uses_flip_tta)
+        options.setdefault("photo_trained", entry.is_photo_model)
         classifier = cls(model, class_names, image_shape, autoencoder=autoencoder, ood=ood_meta, name=name, **options)
         classifier.ood_source = source if classifier.autoencoder is not None else None
         return classifier
@@ -253,7 +232,7 @@ def _default_class_names(model):
 
 def _dataset_key(metadata):
     """What makes two models' inputs comparable: dataset recipe, classes and image shape."""
-    spec = metadata.get("dataset") or {"kind": "fashion-mnist"}
+    spec = model_dataset_spec(metadata)
     return (repr(sorted(spec.items())), tuple(metadata.get("class_names") or ()), tuple(metadata.get("image_shape") or ()))
 
 
@@ -274,38 +253,3 @@ def _find_autoencoder(registry, entry, image_shape):
         if autoencoder is not None and tuple(autoencoder.inputs[0].shape[1:]) == tuple(image_shape):
             return autoencoder, candidate.metadata["ood"], candidate.name
     return None, None, None
-
-
-def is_photo_model(metadata):
-    """True for a model trained with real photos (``train --photos``)."""
-    return bool((metadata.get("additions") or {}).get("photos"))
-
-
-def default_photo_model_name(registry=None):
-    """The model uploads and webcam photos go to by default: the most accurate model trained with
-    real photos, else the best Fashion-MNIST model; None for an empty registry."""
-    from .registry import Registry
-
-    registry = registry or Registry()
-    trained_on_photos = [e for e in registry.list() if is_photo_model(e.metadata)]
-    if trained_on_photos:
-        return max(trained_on_photos, key=lambda e: e.metadata.get("test_accuracy") or 0.0).name
-    return best_model_name(registry)
-
-
-def best_model_name(registry=None, dataset_kind="fashion-mnist", photo_models=True):
-    """Name of the registry model with the highest test accuracy on that dataset kind, or None.
-    ``photo_models=False`` leaves out models trained with real photos (``is_photo_model``)."""
-    from .registry import Registry
-
-    registry = registry or Registry()
-    best, best_accuracy = None, -1.0
-    for entry in registry.list():
-        spec = entry.metadata.get("dataset") or {"kind": "fashion-mnist"}
-        if spec.get("kind") != dataset_kind or (not photo_models and is_photo_model(entry.metadata)):
-            continue
-        accuracy = entry.metadata.get("test_accuracy")
-        accuracy = float(accuracy) if isinstance(accuracy, (int, float)) else 0.0
-        if accuracy > best_accuracy:
-            best, best_accuracy = entry.name, accuracy
-    return best

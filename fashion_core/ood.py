@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from .data import to_model_input
+from .predict import PREDICT_BATCH, predict_batches
 
 # The threshold is this multiple of the test set's 99th percentile error: "far above" what real
 # garments give, so a garment is rarely flagged while noise/text/faces (typically 3–10x) are.
 THRESHOLD_FACTOR = 1.5
-CALIBRATION_BATCH = 512
 
 
 def errors_from_reconstructions(x, reconstructions):
@@ -26,7 +26,7 @@ def errors_from_reconstructions(x, reconstructions):
     return np.mean((x - reconstructions) ** 2, axis=tuple(range(1, x.ndim))).astype(np.float64)
 
 
-def reconstruction_errors(autoencoder, x, batch_size=CALIBRATION_BATCH):
+def reconstruction_errors(autoencoder, x, batch_size=PREDICT_BATCH):
     """Mean squared reconstruction error per image.
 
     Parameters
@@ -39,15 +39,9 @@ def reconstruction_errors(autoencoder, x, batch_size=CALIBRATION_BATCH):
     ndarray of shape (N,), float64
     """
     x = to_model_input(x)
-    out = []
-    for start in range(0, len(x), batch_size):
-        batch = x[start: start + batch_size]
-        try:
-            recon = autoencoder(batch, training=False)
-        except TypeError:  # a plain function / tf.function without a ``training`` argument
-            recon = autoencoder(batch)
-        out.append(errors_from_reconstructions(batch, recon))
-    return np.concatenate(out) if out else np.zeros((0,), np.float64)
+    if not len(x):
+        return np.zeros((0,), np.float64)
+    return errors_from_reconstructions(x, predict_batches(autoencoder, x, batch_size))
 
 
 def threshold_from_errors(errors, factor=THRESHOLD_FACTOR):

@@ -14,7 +14,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from .data import to_model_input
+from .data import sample_indices, to_model_input
+from .predict import predict_batches
 from .errors import ImageError
 
 PHOTO_SIDE_RANGE = (200, 420)  # longest side of the garment after upscaling, pixels
@@ -88,16 +89,15 @@ def catalogue_photo_accuracy(classifier, dataset, n=1000, seed=0):
         ``{"n", "clean_accuracy", "photo_accuracy", "ratio"}``; ratio = photo / clean
         (target ≥ 0.95).
     """
-    rng = np.random.default_rng(seed)
     n = int(min(n, len(dataset.y_test)))
     if n < 1:
         raise ImageError("the dataset has no test images for the photo benchmark.")
-    idx = np.sort(rng.permutation(len(dataset.y_test))[:n])
+    idx = sample_indices(len(dataset.y_test), n, seed)
     images, labels = dataset.x_test[idx], dataset.y_test[idx]
-    clean = _predict_batches(classifier, to_model_input(images))
+    clean = predict_batches(classifier.forward, to_model_input(images)).argmax(axis=1)
     photos = make_catalogue_photos(images, seed=seed)
     prepared = np.stack([classifier.preprocess(photo, name=f"photo {i}").model_input for i, photo in enumerate(photos)])
-    photo = _predict_batches(classifier, prepared)
+    photo = predict_batches(classifier.forward, prepared).argmax(axis=1)
     clean_accuracy = float(np.mean(clean == labels))
     photo_accuracy = float(np.mean(photo == labels))
     return {
@@ -106,9 +106,3 @@ def catalogue_photo_accuracy(classifier, dataset, n=1000, seed=0):
         "photo_accuracy": photo_accuracy,
         "ratio": photo_accuracy / clean_accuracy if clean_accuracy > 0 else 0.0,
     }
-
-
-def _predict_batches(classifier, x, batch_size=256):
-    """(N, H, W, C) float32 → (N,) predicted class indices."""
-    return np.concatenate([np.argmax(classifier.forward(x[i: i + batch_size]), axis=1)
-                           for i in range(0, len(x), batch_size)])

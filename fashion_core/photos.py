@@ -22,6 +22,7 @@ import numpy as np
 
 from .classes import FASHION_MNIST_CLASSES
 from .diskcache import cache_path, read_npz, write_npz
+from .data import sample_indices
 from .errors import DataError, InvalidParameterError
 
 PHOTOS_DIR_ENV = "FASHION_PHOTOS_DIR"
@@ -270,7 +271,7 @@ def photo_report(classifier, folder=None, split="val", limit=None, seed=0, batch
     root = find_photos_dir(folder)
     rows = [r for r in read_labels(root) if r["split"] == split]
     if limit and limit < len(rows):
-        keep = np.sort(np.random.default_rng(seed).permutation(len(rows))[:limit])
+        keep = sample_indices(len(rows), limit, seed)
         rows = [rows[i] for i in keep]
     labels = np.array([r["label"] for r in rows], np.int64)
     domains = np.array([r["domain"] for r in rows])

@@ -35,11 +35,11 @@ BORDER_FRACTION = 0.04  # width of the border ring used to estimate the backgrou
 MASK_MAX_SIDE = 128  # the garment mask is found on a copy at most this big
 FOREGROUND_MIN_LEVEL = 24  # after background removal, pixels above this may be garment
 FOREGROUND_RELATIVE_LEVEL = 0.2  # ... and above this fraction of the brightest garment pixel
-CROP_MARGIN = 0.02
+CROP_MARGIN = 0.02  # margin around the garment box, as a fraction of its longest side
 # Median absolute deviation of the border's luminance above which the backdrop is not plain
 # (uniform noise gives ~64; a catalogue backdrop with JPEG noise ~3; a garment touching the
 # edge moves the median deviation only while it covers less than half of the border).
-BUSY_BACKGROUND_SPREAD = 24.0  # margin around the garment box, as a fraction of its longest side
+BUSY_BACKGROUND_SPREAD = 24.0
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import FASHION_MNIST_SPEC
 from .errors import InvalidNameError, ModelFileError, ModelNotFoundError
 
 MODELS_DIR_ENV = "FASHION_MODELS_DIR"
@@ -159,6 +160,27 @@ class ModelEntry:
     def has_autoencoder(self):
         return (self.path / AUTOENCODER_FILE).is_file()
 
+    @property
+    def dataset_spec(self):
+        """The recipe of the dataset the model was trained on (``loaders.load_dataset``)."""
+        return model_dataset_spec(self.metadata)
+
+    @property
+    def test_accuracy(self):
+        """Test accuracy as a float (0.0 when unknown), for ranking models."""
+        accuracy = self.metadata.get("test_accuracy")
+        return float(accuracy) if isinstance(accuracy, (int, float)) else 0.0
+
+    @property
+    def uses_flip_tta(self):
+        """The model was evaluated with flip test-time augmentation, so it is served that way."""
+        return self.metadata.get("flip_tta_accuracy") is not None
+
+    @property
+    def is_photo_model(self):
+        """True for a model trained with real photos (``train --photos``)."""
+        return is_photo_model(self.metadata)
+
     def summary(self):
         """Row for tables: name, arch, test_accuracy, size, created."""
         size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
@@ -217,6 +239,13 @@ class Registry:
             raise ModelFileError(f"{METADATA_FILE} is not a JSON object.")
         return ModelEntry(folder.name, folder, metadata)
 
+    def check_name_free(self, name, overwrite=False):
+        """``name`` if it is valid and free (or ``overwrite``); else ``InvalidNameError``."""
+        validate_name(name)
+        if not overwrite and (self.root / name).exists():
+            raise InvalidNameError(f"a model named {name!r} already exists; choose another name or delete it first.")
+        return name
+
     def get(self, name):
         validate_name(name)
         folder = self.root / name
@@ -259,11 +288,9 @@ class Registry:
         Everything goes into ``.<name>.<random>.tmp`` first; only the final ``rename`` makes the
         model visible. With ``overwrite`` the old folder is swapped out and then removed.
         """
-        validate_name(name)
+        self.check_name_free(name, overwrite)
         self.root.mkdir(parents=True, exist_ok=True)
         final = self.root / name
-        if final.exists() and not overwrite:
-            raise InvalidNameError(f"a model named {name!r} already exists; choose another name or delete it first.")
         staging = self.root / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
         staging.mkdir()
         try:
@@ -355,3 +382,50 @@ def dataset_metadata_fields(meta):
         "class_names": list(meta["class_names"]),
         "image_shape": list(meta["image_shape"]),
     }
+
+
+def model_dataset_spec(metadata):
+    """The dataset recipe in a model's metadata; models saved without one were trained on
+    Fashion-MNIST."""
+    return dict(metadata.get("dataset") or FASHION_MNIST_SPEC)
+
+
+def is_photo_model(metadata):
+    """True for a model trained with real photos (``train --photos``)."""
+    return bool((metadata.get("additions") or {}).get("photos"))
+
+
+# --- which model by default ----------------------------------------------------------------------
+
+
+def best_entry(entries, dataset_kind=None, arch=None, photo=None):
+    """The entry with the highest test accuracy (the first on a tie) among ``entries`` of that
+    dataset kind / architecture / photo training (None: any), or None."""
+    candidates = [e for e in entries
+                  if (dataset_kind is None or e.dataset_spec.get("kind") == dataset_kind)
+                  and (arch is None or e.metadata.get("arch") == arch)
+                  and (photo is None or e.is_photo_model == photo)]
+    return max(candidates, key=lambda e: e.test_accuracy, default=None)
+
+
+def default_entry(entries, any_dataset=False):
+    """The model uploads and webcam photos go to by default: the most accurate model trained with
+    real photos, else the best Fashion-MNIST model, else (``any_dataset``) the best of any."""
+    return (best_entry(entries, photo=True) or best_entry(entries, dataset_kind=FASHION_MNIST_SPEC["kind"])
+            or (best_entry(entries) if any_dataset else None))
+
+
+def _name(entry):
+    return entry.name if entry is not None else None
+
+
+def best_model_name(registry=None, dataset_kind=FASHION_MNIST_SPEC["kind"], photo_models=True):
+    """Name of the registry model with the highest test accuracy on that dataset kind, or None.
+    ``photo_models=False`` leaves out models trained with real photos (``is_photo_model``)."""
+    entries = (registry or Registry()).list()
+    return _name(best_entry(entries, dataset_kind=dataset_kind, photo=None if photo_models else False))
+
+
+def default_photo_model_name(registry=None):
+    """Name of ``default_entry`` of the registry; None when it has no Fashion-MNIST or photo model."""
+    return _name(default_entry((registry or Registry()).list()))

@@ -1,7 +1,8 @@
-"""A run: train → evaluate on the test set → save to the registry, in one call.
+"""A run: train → evaluate on the test set → save to the registry, in one call; and the
+evaluation of a model already in the registry, stored with it.
 
-Used by the CLI ``train`` command and the dashboard's Train page, so a model trained either
-way carries the same metadata (including the CLI command that reproduces it).
+Used by the CLI (``train``, ``evaluate``) and the dashboard (Train, Evaluate), so a model trained
+or evaluated either way carries the same metadata (including the CLI command that reproduces it).
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from dataclasses import asdict
 import numpy as np
 
 from . import zoo
-from .evaluation import evaluate_model, flip_tta_probabilities
-from .registry import Registry, dataset_metadata, dataset_metadata_fields, validate_name
-from .training import TrainConfig, predict_probabilities, train
+from .loaders import load_dataset
+from .errors import DataError
+from .evaluation import evaluate_model
+from .predict import flip_tta_probabilities, predict_probabilities
+from .registry import EVALUATION_FILE, Registry, dataset_metadata, dataset_metadata_fields
+from .training import TrainConfig, train
 
 
 def reproduce_command(config, name, dataset_spec, additions=None):
@@ -58,17 +62,13 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
     The name is validated *before* training so a bad name never costs a training run.
     """
     registry = registry or Registry()
-    validate_name(name)
-    if not overwrite and (registry.root / name).exists():
-        from .errors import InvalidNameError
-
-        raise InvalidNameError(f"a model named {name!r} already exists; choose another name or delete it first.")
+    registry.check_name_free(name, overwrite)
     config = config.resolve()
     init_model = registry.load_classifier(config.init_from) if config.init_from else None
     result = train(dataset, config, progress=progress, verbose=verbose, init_model=init_model)
     # ``limit`` only shrinks the training data: the evaluation always covers the dataset's whole
     # test set, so stored mistakes index ``load_dataset(metadata["dataset"]).x_test``.
-    use_tta = config.arch == "fashion_net" if tta is None else tta
+    use_tta = zoo.get_spec(config.arch).flip_tta if tta is None else tta
     evaluation = evaluate_model(result.model, dataset, tta=use_tta)
     spec = zoo.get_spec(config.arch)
     import keras
@@ -116,3 +116,30 @@ def _ood_calibration(result, dataset, tta):
     photos = calibration_photos(dataset.image_shape, recipe)
     probabilities = (flip_tta_probabilities if tta else predict_probabilities)(result.model, photos.images)
     return {"ood": calibrate_confidence(probabilities, photos.labels)}
+
+
+def dataset_for_model(entry):
+    """The dataset model ``entry`` was trained on (never another one): ``DataError`` when its
+    classes have changed since training."""
+    dataset = load_dataset(entry.dataset_spec)
+    expected = entry.metadata.get("class_names")
+    if expected and list(dataset.class_names) != list(expected):
+        raise DataError("the model's dataset has changed since training (different classes); refusing to evaluate.")
+    return dataset
+
+
+def evaluate_and_store(name, registry=None, model=None, dataset=None):
+    """Evaluate registry model ``name`` on its own dataset's test set and store the result
+    (``evaluation.json``, and ``test_accuracy`` / ``test_loss`` in its metadata).
+
+    ``model`` and ``dataset`` skip loading them when the caller already holds them (the
+    dashboard's caches). Returns the evaluation dict (``evaluation.evaluate_probabilities``).
+    """
+    registry = registry or Registry()
+    entry = registry.get(name)
+    model = registry.load_classifier(name) if model is None else model
+    dataset = dataset_for_model(entry) if dataset is None else dataset
+    evaluation = evaluate_model(model, dataset)
+    registry.update_json(name, EVALUATION_FILE, evaluation)
+    registry.update_metadata(name, test_accuracy=evaluation["accuracy"], test_loss=evaluation["loss"])
+    return evaluation

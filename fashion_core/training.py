@@ -16,15 +16,13 @@ import numpy as np
 from . import zoo
 from .data import to_model_input, train_validation_split
 from .errors import InvalidParameterError
+from .predict import accuracy
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adadelta")
 LR_SCHEDULES = ("constant", "warmup_cosine")
 PRECISIONS = ("float32", "mixed_bfloat16")
 MAX_EPOCHS = 1000
 MAX_BATCH_SIZE = 8192
-# Inference batch: small enough that TensorFlow's CPU allocator keeps little activation memory
-# (batches of 512 through fashion_net left ~650 MB resident in the dashboard process).
-PREDICT_BATCH = 128
 
 
 @dataclass
@@ -268,7 +266,7 @@ def transfer_weights(source, target):
     return copied
 
 
-def _training_arrays(data, config):
+def training_arrays(data, config):
     """(x_train, y_train, x_val, y_val, labels of x_train) as float inputs and (soft) targets.
 
     Validation is the dataset's own (``x_val``) or a seeded stratified share of the training
@@ -322,7 +320,7 @@ def train(dataset, config, progress=None, verbose=0, init_model=None):
         raise InvalidParameterError(f"too few training images ({len(data.y_train)}) for {data.num_classes} classes.")
     keras.utils.set_random_seed(config.seed)
 
-    x_train, y_train, x_val, y_val, labels = _training_arrays(data, config)
+    x_train, y_train, x_val, y_val, labels = training_arrays(data, config)
     has_val = len(x_val) > 0
     class_weight = _class_weight_dict(labels, data.num_classes) if config.class_weights else None
 
@@ -402,13 +400,6 @@ def train(dataset, config, progress=None, verbose=0, init_model=None):
     )
 
 
-def predict_probabilities(model, images, batch_size=PREDICT_BATCH):
-    """Softmax probabilities for uint8 or float images, batched, via a direct model call."""
-    x = to_model_input(images)
-    out = [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
-    return np.concatenate(out, axis=0) if out else np.zeros((0, model.output_shape[-1]), np.float32)
-
-
 def cross_validate(dataset, config, folds=5, progress=None, verbose=0):
     """k-fold cross-validation on the training images (seed 003's method).
 
@@ -439,8 +430,8 @@ def cross_validate(dataset, config, folds=5, progress=None, verbose=0):
         )
         fold_config = TrainConfig(**{**asdict(config), "limit": None})
         result = train(fold_data, fold_config, progress=progress, verbose=verbose)
-        train_acc = float(np.mean(predict_probabilities(result.model, fold_data.x_train).argmax(1) == fold_data.y_train))
-        test_acc = float(np.mean(predict_probabilities(result.model, fold_data.x_test).argmax(1) == fold_data.y_test))
+        train_acc = accuracy(result.model, fold_data.x_train, fold_data.y_train)
+        test_acc = accuracy(result.model, fold_data.x_test, fold_data.y_test)
         rows.append({"fold": fold, "train_accuracy": train_acc, "test_accuracy": test_acc,
                      "epochs_run": len(result.history.get("classifier", {}).get("loss", [])),
                      "seconds": result.train_seconds})
@@ -457,6 +448,11 @@ def cross_validate(dataset, config, folds=5, progress=None, verbose=0):
     }
 
 
+def sweep_grid(optimizers, learning_rates):
+    """The runs of a sweep, in the order they train: ``[(optimizer, learning rate)]``."""
+    return [(opt, float(lr)) for opt in optimizers for lr in learning_rates]
+
+
 def sweep(dataset, config, optimizers=("adam", "rmsprop", "adadelta"), learning_rates=(1e-3, 1e-4), progress=None, verbose=0):
     """Train one run per (optimizer, learning rate) and record validation and test accuracy.
 
@@ -468,8 +464,8 @@ def sweep(dataset, config, optimizers=("adam", "rmsprop", "adadelta"), learning_
     if not optimizers or not learning_rates:
         raise InvalidParameterError("a sweep needs at least one optimizer and one learning rate.")
     runs_config = [
-        TrainConfig(**{**asdict(base), "optimizer": opt, "learning_rate": float(lr)}).resolve()
-        for opt in optimizers for lr in learning_rates
+        TrainConfig(**{**asdict(base), "optimizer": opt, "learning_rate": lr}).resolve()
+        for opt, lr in sweep_grid(optimizers, learning_rates)
     ]  # validates every combination before the first run starts
     data = dataset.subset(base.limit, seed=base.seed) if base.limit else dataset
     runs = []
@@ -478,7 +474,7 @@ def sweep(dataset, config, optimizers=("adam", "rmsprop", "adadelta"), learning_
         result = train(data, run_config, progress=progress, verbose=verbose)
         stage = result.history.get("fine_tune") or result.history.get("classifier", {})
         val = stage.get("val_accuracy") or [float("nan")]
-        test_acc = float(np.mean(predict_probabilities(result.model, data.x_test).argmax(1) == data.y_test))
+        test_acc = accuracy(result.model, data.x_test, data.y_test)
         runs.append({"optimizer": run_config.optimizer, "learning_rate": run_config.learning_rate,
                      "val_accuracy": float(np.nanmax(val)), "test_accuracy": test_acc,
                      "epochs_run": len(stage.get("loss", [])), "seconds": result.train_seconds})

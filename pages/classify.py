@@ -4,11 +4,11 @@ import base64
 import io
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from fashion_core.errors import FashionError, ImageError
+from fashion_core.errors import ImageError
 from fashion_core.preprocess import MAX_UPLOAD_BYTES
+from fashion_core.registry import default_entry
 from ui import cache, charts, widgets
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
@@ -19,20 +19,16 @@ def main():
     st.caption("Upload product photos (PNG, JPEG, WebP, BMP or GIF — the first frame) or take one "
                f"with your webcam, up to {MAX_UPLOAD_BYTES // 2**20} MB each. Photos on a light "
                "background work best; the image is cropped and converted the way the model expects.")
-    entries, problems = cache.model_entries()
-    widgets.registry_problems_notice(problems)
+    entries = widgets.registry_entries_ui()
     if not entries:
-        widgets.no_models_notice()
         return
     entry, top_k = settings_ui(entries)
     items = inputs_ui()
     if not items:
         st.info("Add one or more images above to classify them.")
         return
-    try:
-        classifier = cache.inference_classifier(entry.name)
-    except FashionError as exc:
-        st.error(str(exc))
+    classifier = widgets.loaded_or_error(cache.inference_classifier, entry.name)
+    if classifier is None:
         return
     with st.spinner("Classifying…"):
         results = classifier.classify_many(items, top_k=top_k)
@@ -43,11 +39,9 @@ def main():
 
 
 def settings_ui(entries):
-    from fashion_core.inference import default_photo_model_name
-
     c1, c2 = st.columns([3, 1])
     with c1:
-        default = default_photo_model_name(cache.registry()) or widgets.best_entry_name(entries)
+        default = default_entry(entries, any_dataset=True).name
         entry = widgets.model_selector(entries, "Model", key="classify_model", default=default,
                                        help="The photo model (trained on Fashion-MNIST and real product and "
                                             "phone photos) is chosen by default. Each model uses its own classes.")
@@ -68,16 +62,6 @@ def inputs_ui():
         if photo is not None:
             items.append(("webcam photo", photo.getvalue()))
     return items
-
-
-def probability_figure(top_k):
-    names = [name for name, _ in top_k][::-1]
-    values = [p for _, p in top_k][::-1]
-    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=[charts.SECOND] * (len(values) - 1) + [charts.ACCENT],
-                           text=[f"{p:.1%}" for p in values], textposition="outside"))
-    fig.update_layout(xaxis=dict(range=[0, 1.15], tickformat=".0%"), height=60 + 34 * len(names),
-                      margin=dict(l=10, r=10, t=10, b=10), template="plotly_white")
-    return fig
 
 
 def result_ui(i, name, result, expanded=True):
@@ -103,7 +87,7 @@ def result_ui(i, name, result, expanded=True):
                             + " · ".join(f"`{k}`" for k in result.keywords))
                 if result.flagged:
                     st.warning("Not sure about this one: " + "; ".join(result.flag_reasons))
-            st.plotly_chart(probability_figure(result.top_k), key=f"probs_{i}", config={"displayModeBar": False})
+            st.plotly_chart(charts.probability_figure(result.top_k), key=f"probs_{i}", config={"displayModeBar": False})
             for note in result.prepared.notes:
                 st.caption(note)
 

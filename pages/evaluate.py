@@ -6,11 +6,11 @@ shown for a confusion-matrix cell come from predictions on that same test set.
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from fashion_core.errors import FashionError
-from fashion_core.registry import EVALUATION_FILE
+from fashion_core.evaluation import cell_members, most_confused_pair
+from fashion_core.registry import best_entry
 from ui import cache, charts, tables, widgets
 
 MAX_CELL_IMAGES = 24
@@ -21,10 +21,8 @@ def main():
     st.title(":material/analytics: Evaluate")
     st.caption("Test-set accuracy, the confusion matrix, per-class scores, training curves and the "
                "worst mistakes of a model. Choose several models to compare them side by side.")
-    entries, problems = cache.model_entries()
-    widgets.registry_problems_notice(problems)
+    entries = widgets.registry_entries_ui()
     if not entries:
-        widgets.no_models_notice()
         return
     chosen = models_ui(entries)
     if not chosen:
@@ -38,7 +36,7 @@ def main():
 def models_ui(entries):
     names = [e.name for e in entries]
     by_name = {e.name: e for e in entries}
-    chosen = st.multiselect("Models (choose several to compare)", names, default=[widgets.best_entry_name(entries)],
+    chosen = st.multiselect("Models (choose several to compare)", names, default=[best_entry(entries).name],
                             format_func=lambda n: cache.entry_label(by_name[n]), key="evaluate_models")
     return [by_name[n] for n in chosen]
 
@@ -50,14 +48,12 @@ def evaluation_of(entry):
         return evaluation
     st.warning(f"**{entry.name}** has not been evaluated yet (an imported model?).")
     if st.button(f"Evaluate {entry.name} on its test set", key=f"evaluate_now_{entry.name}", type="primary"):
-        from fashion_core.evaluation import evaluate_model
+        from fashion_core.runs import evaluate_and_store
 
         try:
             with st.spinner("Evaluating…"):
-                evaluation = evaluate_model(cache.classifier(entry.name), cache.model_dataset(entry.metadata))
-            cache.registry().update_json(entry.name, EVALUATION_FILE, evaluation)
-            cache.registry().update_metadata(entry.name, test_accuracy=evaluation["accuracy"],
-                                             test_loss=evaluation["loss"])
+                evaluation = evaluate_and_store(entry.name, registry=cache.registry(), model=cache.classifier(entry.name),
+                                                dataset=cache.model_dataset(entry.metadata))
         except FashionError as exc:
             st.error(str(exc))
             return None
@@ -127,8 +123,7 @@ def confusion_ui(entry, evaluation):
     matrix = np.asarray(evaluation["confusion_matrix"])
     chart_key, true_key, pred_key = f"cm_{entry.name}", f"cm_true_{entry.name}", f"cm_pred_{entry.name}"
     _apply_chart_selection(chart_key, true_key, pred_key, n)
-    off_diagonal = matrix - np.diag(np.diag(matrix))
-    worst_true, worst_pred = np.unravel_index(int(off_diagonal.argmax()), matrix.shape)  # the most common confusion
+    worst_true, worst_pred = most_confused_pair(matrix)
     left, right = st.columns([3, 2], gap="large")
     with right:
         st.markdown("**Images in a cell** — click a square, or choose:")
@@ -159,9 +154,7 @@ def cell_images_ui(entry, evaluation, true_class, pred_class):
     except FashionError as exc:
         st.error(str(exc))
         return
-    predicted = probabilities.argmax(axis=1)
-    members = np.flatnonzero((data.y_test == true_class) & (predicted == pred_class))
-    members = members[np.argsort(-probabilities[members, pred_class])][:MAX_CELL_IMAGES]
+    members = cell_members(probabilities, data.y_test, true_class, pred_class, MAX_CELL_IMAGES)
     widgets.image_gallery(data.x_test[members], [f"{probabilities[i, pred_class]:.0%} sure" for i in members],
                           columns=4, width=84)
 
@@ -197,13 +190,11 @@ def mistakes_ui(entry, evaluation):
     mistakes = evaluation.get("mistakes") or []
     if not mistakes:
         st.success("No mistakes on the test set.")
-        return
-    try:
-        data = cache.model_dataset(entry.metadata)
-    except FashionError as exc:
-        st.error(str(exc))
-        return
-    names = evaluation["class_names"]
+    elif (data := widgets.loaded_or_error(cache.model_dataset, entry.metadata)) is not None:
+        mistakes_gallery_ui(data, evaluation["class_names"], mistakes)
+
+
+def mistakes_gallery_ui(data, names, mistakes):
     shown = [m for m in mistakes if m["index"] < len(data.x_test)][:MAX_MISTAKES_SHOWN]
     st.caption("The most confident wrong answers: true class → predicted class (confidence).")
     widgets.image_gallery(
@@ -262,16 +253,8 @@ def compare_ui(entries):
     st.dataframe(frame.pivot(index="class", columns="model", values=metric).reindex(reference), key="compare_table")
 
     st.markdown("**Validation accuracy per epoch**")
-    fig = go.Figure()
-    for i, e in enumerate(entries):
-        history = cache.registry().history(e.name)
-        values = [v for stage in charts.CLASSIFIER_STAGES for v in (history.get(stage) or {}).get("val_accuracy", [])]
-        if values:
-            fig.add_trace(go.Scatter(x=np.arange(1, len(values) + 1), y=values, mode="lines+markers", name=e.name,
-                                     line=dict(color=charts.PALETTE[i % len(charts.PALETTE)])))
-    fig.update_layout(xaxis_title="epoch", yaxis_title="validation accuracy", height=320, template="plotly_white",
-                      margin=dict(l=10, r=10, t=10, b=10))
-    st.plotly_chart(fig, key="compare_curves")
+    histories = {e.name: cache.registry().history(e.name) for e in entries}
+    st.plotly_chart(charts.validation_curves_figure(histories), key="compare_curves")
 
 
 main()

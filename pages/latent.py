@@ -1,10 +1,11 @@
 """Latent space: a 2-D map of what a model has learnt, and nearest-neighbour search in it."""
 
-import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
+from fashion_core import latent
 from fashion_core.errors import FashionError
+from fashion_core.latent import MAX_TSNE_ROWS
+from fashion_core.registry import default_entry
 from ui import cache, charts, widgets
 
 GALLERY_SIZES = {10000: "10,000 images (fast)", 30000: "30,000 images", None: "all images"}
@@ -17,10 +18,8 @@ def main():
     st.caption("Every image becomes a vector inside the model: the autoencoder's latent code, or a "
                "classifier's last hidden layer. Similar garments lie close together. Pick a query "
                "image and see its nearest neighbours among the training and test images.")
-    entries, problems = cache.model_entries()
-    widgets.registry_problems_notice(problems)
+    entries = widgets.registry_entries_ui()
     if not entries:
-        widgets.no_models_notice()
         return
     entry, gallery_size, method, k = settings_ui(entries)
     try:
@@ -34,7 +33,7 @@ def main():
     st.caption(f"Vectors: {description}; gallery of {len(labels):,} images from **{data.name}**.")
     map_col, query_col = st.columns([3, 2], gap="large")
     with map_col:
-        map_ui(embeddings, labels, data.class_names, method)
+        map_ui(entry, gallery_size, labels, data.class_names, method)
     with query_col:
         query = query_ui(entry, data, rows)
     if query is not None:
@@ -42,9 +41,7 @@ def main():
 
 
 def settings_ui(entries):
-    from fashion_core.inference import default_photo_model_name
-
-    default = default_photo_model_name(cache.registry()) or widgets.best_entry_name(entries)
+    default = default_entry(entries, any_dataset=True).name
     c1, c2, c3, c4 = st.columns([3, 2, 2, 1])
     with c1:
         entry = widgets.model_selector(entries, "Model", key="latent_model", default=default,
@@ -60,21 +57,14 @@ def settings_ui(entries):
     return entry, gallery_size, method, int(k)
 
 
-def map_ui(embeddings, labels, class_names, method):
-    sample = 3000 if method == "tsne" else min(len(labels), 6000)
+def map_ui(entry, gallery_size, labels, class_names, method):
+    sample = MAX_TSNE_ROWS if method == "tsne" else min(len(labels), 6000)
     try:
-        coords, points = cache.projection(embeddings, method, sample)
+        coords, points = cache.projection(entry.name, entry.metadata, gallery_size, method, sample)
     except FashionError as exc:
         st.error(str(exc))
         return
-    fig = go.Figure()
-    for c, name in enumerate(class_names):
-        members = np.flatnonzero(labels[points] == c)
-        fig.add_trace(go.Scattergl(x=coords[members, 0], y=coords[members, 1], mode="markers", name=name,
-                                   marker=dict(size=5, opacity=0.7, color=charts.PALETTE[c % len(charts.PALETTE)]),
-                                   customdata=points[members], hovertemplate=f"{name}<extra>click: use as query</extra>"))
-    fig.update_layout(height=520, template="plotly_white", margin=dict(l=10, r=10, t=10, b=10), dragmode="pan",
-                      legend=dict(itemsizing="constant"), xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False))
+    fig = charts.latent_map_figure(coords, labels, points, class_names)
     st.plotly_chart(fig, on_select="rerun", selection_mode="points", key=MAP_KEY)
     st.caption(f"{'PCA' if method == 'pca' else 't-SNE'} of {len(points):,} gallery images, coloured by class.")
 
@@ -96,21 +86,18 @@ def query_ui(entry, data, rows):
         st.session_state["latent_clicked_applied"] = clicked
         st.session_state[SOURCE_KEY] = QUERY_SOURCES[1]
     source = st.radio("Query", QUERY_SOURCES, horizontal=True, key=SOURCE_KEY)
-    n_train = len(data.y_train)
     if source == QUERY_SOURCES[0]:
         i = int(st.number_input("Test-set index", 0, len(data.y_test) - 1, 0, key="latent_test_index",
                                 help=f"0 … {len(data.y_test) - 1}"))
-        position = np.searchsorted(rows, n_train + i)
-        row = int(position) if position < len(rows) and rows[position] == n_train + i else -1
+        row = latent.sample_position_of_test_image(data, rows, i)
         return {"image": data.x_test[i], "label": int(data.y_test[i]), "row": row, "title": f"test image {i}"}
     if source == QUERY_SOURCES[1]:
         if clicked is None:
             st.info("Click a point on the map to use it as the query.")
             return None
         original = int(rows[clicked])
-        image = data.x_train[original] if original < n_train else data.x_test[original - n_train]
-        label = int(data.y_train[original] if original < n_train else data.y_test[original - n_train])
-        return {"image": image, "label": label, "row": clicked, "title": "the clicked image"}
+        return {"image": latent.gallery_image(data, original), "label": latent.gallery_label(data, original),
+                "row": clicked, "title": "the clicked image"}
     upload = (st.file_uploader("Image", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], key="latent_upload")
               if source == QUERY_SOURCES[2] else st.camera_input("Take a photo", key="latent_camera"))
     if upload is None:
@@ -126,16 +113,14 @@ def query_ui(entry, data, rows):
 
 
 def neighbours_ui(entry, data, query, index, labels, sources, rows, k):
-    from fashion_core import latent
-
     encoder_model, _ = cache.encoder(entry.name)
     vector = latent.embed(encoder_model, query["image"][None])
     label = query["label"]
     label_note = "its label"
     if label is None:  # an upload: compare with what the model predicts for it
-        from fashion_core.training import predict_probabilities
+        from fashion_core.predict import predict_classes
 
-        label = int(predict_probabilities(cache.classifier(entry.name), query["image"][None]).argmax())
+        label = int(predict_classes(cache.classifier(entry.name), query["image"][None])[0])
         label_note = "the predicted class"
     try:
         distances, found = index.query(vector, k=k, exclude=[query["row"]])
@@ -149,21 +134,16 @@ def neighbours_ui(entry, data, query, index, labels, sources, rows, k):
     with c1:
         scale = max(1, 112 // data.image_shape[1])
         st.image(widgets.to_display(query["image"], scale), caption=f"Query: {data.class_names[label]}")
-        reconstruction = latent.reconstruct(entry.name, query["image"][None], registry=cache.registry())
+        reconstruction = latent.reconstruct(cache.autoencoder(entry.name), query["image"][None])
         if reconstruction is not None:
             st.image(widgets.to_display(reconstruction[0], scale), caption="Its reconstruction")
         st.metric(f"Precision@{k}", f"{agree.mean():.0%}",
                   help=f"Share of the {k} neighbours whose label equals {label_note}.")
     with c2:
-        images = [_gallery_image(data, int(rows[r])) for r in found]
+        images = [latent.gallery_image(data, int(rows[r])) for r in found]
         captions = [f"{'✓' if ok else '✗'} {data.class_names[labels[r]]} · d={d:.2f} · {sources[r]}"
                     for r, d, ok in zip(found, distances, agree)]
         widgets.image_gallery(images, captions, columns=min(k, 6), width=104)
-
-
-def _gallery_image(data, original_row):
-    n_train = len(data.y_train)
-    return data.x_train[original_row] if original_row < n_train else data.x_test[original_row - n_train]
 
 
 main()

@@ -7,10 +7,10 @@ kept for the session and can be stored with a model (shown on Evaluate).
 import numpy as np
 import streamlit as st
 
-from fashion_core import zoo
+from fashion_core import latent, zoo
 from fashion_core.errors import FashionError
 from fashion_core.registry import EXPERIMENT_FILES, suggest_name, validate_name
-from fashion_core.training import OPTIMIZERS, TrainConfig
+from fashion_core.training import OPTIMIZERS, TrainConfig, sweep_grid
 from ui import cache, charts, tables, widgets
 from ui.data_source import current_dataset
 from ui.progress import StreamlitProgress
@@ -120,7 +120,7 @@ def experiment_ui(mode):
     optimizers = c1.multiselect("Optimizers", OPTIMIZERS, default=["adam", "rmsprop", "adadelta"], key="sweep_opts")
     rates = c2.multiselect("Learning rates", SWEEP_RATES, default=[1e-3, 1e-4], key="sweep_lrs",
                            format_func=lambda r: f"{r:g}")
-    st.caption(f"{len(optimizers) * len(rates)} runs, one per combination.")
+    st.caption(f"{len(sweep_grid(optimizers, rates))} runs, one per combination.")
     return {"optimizers": optimizers, "learning_rates": rates}
 
 
@@ -138,7 +138,7 @@ def run_training(dataset, config, name):
         return
     spec = zoo.get_spec(resolved.arch)
     with st.status(f"Training **{name}** ({spec.title})…", expanded=True) as status:
-        progress = StreamlitProgress(first_stage="autoencoder" if spec.pretrain else "classifier")
+        progress = StreamlitProgress(first_stage=spec.first_stage)
         try:
             entry, result, evaluation = train_and_save(dataset, config, name, progress=progress)
         except FashionError as exc:
@@ -154,19 +154,8 @@ def run_training(dataset, config, name):
         "history": result.history,
         "seconds": result.train_seconds,
         "cancelled": result.cancelled,
-        "reconstructions": sample_reconstructions(result.bundle.autoencoder, dataset),
+        "reconstructions": latent.sample_reconstructions(result.bundle.autoencoder, dataset.x_test),
     }
-
-
-def sample_reconstructions(autoencoder, dataset, n=8):
-    """(originals, reconstructions) uint8 of ``n`` test images, or None for plain classifiers."""
-    if autoencoder is None:
-        return None
-    from fashion_core.data import to_model_input
-
-    originals = dataset.x_test[np.linspace(0, len(dataset.x_test) - 1, n).astype(int)]
-    rebuilt = np.asarray(autoencoder(to_model_input(originals), training=False))
-    return originals, (np.clip(rebuilt, 0, 1) * 255).round().astype(np.uint8)
 
 
 def last_run_ui():
@@ -198,14 +187,13 @@ def run_experiment(dataset, config, mode, settings):
         st.error(str(exc))
         return
     spec = zoo.get_spec(resolved.arch)
-    first_stage = "autoencoder" if spec.pretrain else "classifier"
     if mode == "cv":
         labels = [f"Fold {i + 1}/{settings['folds']}" for i in range(settings["folds"])]
     else:
-        combos = [(o, r) for o in settings["optimizers"] for r in settings["learning_rates"]]
+        combos = sweep_grid(settings["optimizers"], settings["learning_rates"])
         labels = [f"Run {i + 1}/{len(combos)} ({o}, lr {r:g})" for i, (o, r) in enumerate(combos)]
     with st.status(f"{RUN_MODES[mode]}: {spec.title}…", expanded=True) as status:
-        progress = StreamlitProgress(first_stage=first_stage, run_labels=labels)
+        progress = StreamlitProgress(first_stage=spec.first_stage, run_labels=labels)
         try:
             if mode == "cv":
                 result = cross_validate(dataset, config, folds=settings["folds"], progress=progress)

@@ -30,7 +30,7 @@ VARIANTS = {
 
 
 def run_variant(name, epochs, replay, base="fashion_net"):
-    from fashion_core.evaluation import flip_tta_probabilities
+    from fashion_core.predict import flip_tta_probabilities
     from fashion_core.inference import Classifier
     from fashion_core.ood import calibrate_confidence
     from fashion_core.photos import calibration_photos, photo_report, photo_training_dataset

@@ -11,7 +11,7 @@ real-photo table, from the saved benchmark ``docs/bench.json``, between
 
 Usage::
 
-    python scripts/seed_table.py [--readme README.md] [--models models/] [--check]
+    python -m scripts.seed_table [--readme README.md] [--models models/] [--check]
 
 ``--check`` exits 1 when the README is out of date (and writes nothing).
 """
@@ -24,12 +24,10 @@ import re
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from fashion_core import zoo
+from fashion_core.registry import Registry, best_entry
 
-from fashion_core import zoo  # noqa: E402
-from fashion_core.registry import Registry  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 START, END = "<!-- seed-table:start -->", "<!-- seed-table:end -->"
 PHOTO_START, PHOTO_END = "<!-- photo-table:start -->", "<!-- photo-table:end -->"
@@ -49,12 +47,8 @@ def paper_percent(text):
 def pick_model(entries, arch):
     """The registry model for ``arch``: the one named like the architecture, else the most
     accurate Fashion-MNIST model of that architecture, else None."""
-    candidates = [e for e in entries if e.metadata.get("arch") == arch
-                  and (e.metadata.get("dataset") or {"kind": "fashion-mnist"}).get("kind") == "fashion-mnist"]
-    for entry in candidates:
-        if entry.name == arch:
-            return entry
-    return max(candidates, key=lambda e: e.metadata.get("test_accuracy") or 0.0, default=None)
+    named = [e for e in entries if e.name == arch]
+    return best_entry(named, dataset_kind="fashion-mnist", arch=arch) or best_entry(entries, dataset_kind="fashion-mnist", arch=arch)
 
 
 def missing_reason(arch):
@@ -157,7 +151,7 @@ def table_rows(registry):
 
 def photo_rows(registry):
     """One row per model trained with real photos (``train --photos``): what it is for."""
-    from fashion_core.inference import is_photo_model
+    from fashion_core.registry import is_photo_model
 
     rows = []
     for entry in registry.list():
@@ -266,7 +260,7 @@ def main(argv=None):
     new = updated_readme(text, render_table(Registry(args.models)), render_photo_table(bench))
     if args.check:
         if new != text:
-            print(f"{readme} is out of date: run python scripts/seed_table.py", file=sys.stderr)
+            print(f"{readme} is out of date: run python -m scripts.seed_table", file=sys.stderr)
             return 1
         print(f"{readme} is up to date.")
         return 0

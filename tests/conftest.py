@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import os
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.helpers import PHOTO_FIXTURES, REPO, save_photo_model
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data" / "fashion-mnist"
 if "FASHION_MNIST_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["FASHION_MNIST_DIR"] = str(SHARED_DATA)
 # A handful of real photos (copied from ../shared/data/real-photos, a few KB each) stand in for the
 # whole folder, and preprocessed arrays are cached in a folder of this test session.
-PHOTO_FIXTURES = REPO / "tests" / "fixtures" / "photos"
 os.environ["FASHION_PHOTOS_DIR"] = str(PHOTO_FIXTURES)
 os.environ["FASHION_CACHE_DIR"] = tempfile.mkdtemp(prefix="fashion-cache-")
 
@@ -68,44 +67,6 @@ def models_env(trained_registry, monkeypatch):
     """Point FASHION_MODELS_DIR at the trained registry (for CLI and dashboard tests)."""
     monkeypatch.setenv("FASHION_MODELS_DIR", str(trained_registry.root))
     return trained_registry
-
-
-def png_bytes(array):
-    """Encode a uint8 array (H, W) or (H, W, 3) as PNG bytes."""
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def constant_classifier(logits, image_shape=(28, 28, 1)):
-    """A Keras classifier that answers the same probabilities, softmax(``logits``), for any image:
-    tests of flags and defaults that must not depend on how well a model trained."""
-    import keras
-
-    inputs = keras.Input(shape=image_shape, name="image")
-    x = keras.layers.Flatten(name="flatten")(inputs)
-    x = keras.layers.Dense(8, activation="relu", kernel_initializer="zeros", name="embedding")(x)
-    out = keras.layers.Dense(len(logits), activation="softmax", kernel_initializer="zeros",
-                             bias_initializer=keras.initializers.Constant(np.asarray(logits, np.float32)),
-                             name="probabilities")(x)
-    return keras.Model(inputs, out, name="constant")
-
-
-def save_photo_model(registry, name, logits, min_confidence=0.5, test_accuracy=0.9):
-    """Register a constant classifier as a photo model with a confidence calibration."""
-    from fashion_core.classes import FASHION_MNIST_CLASSES
-
-    metadata = {
-        "arch": "imported", "dataset": {"kind": "fashion-mnist"}, "dataset_name": "Fashion-MNIST + real photos",
-        "class_names": list(FASHION_MNIST_CLASSES), "image_shape": [28, 28, 1], "test_accuracy": test_accuracy,
-        "additions": {"photos": {"replay": 0, "holdout": 0.15, "seed": 0, "train_photos": 0, "outlier_photos": 0}},
-        "ood": {"method": "confidence", "min_confidence": min_confidence},
-    }
-    return registry.save(name, constant_classifier(logits), metadata)
 
 
 @pytest.fixture()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from test_app_pages import APP, TIMEOUT, assert_clean
+from tests.helpers import APP, TIMEOUT, assert_clean, start_training
 
 DEMO_CLASSES = {"bag", "shirt", "trousers"}
 
@@ -58,13 +58,7 @@ def test_demo_catalogue_train_evaluate_classify(registry, tmp_path, monkeypatch)
 
     train = page("train.py", spec)
     assert_clean(train)
-    train.selectbox(key="train_arch").set_value("seed004_cnn")
-    train.run()
-    train.number_input(key="train_epochs_seed004_cnn").set_value(1)
-    train.text_input(key="train_name_seed004_cnn").set_value("demo_model")
-    train.button(key="start_training").click()
-    train.run()
-    assert_clean(train)
+    start_training(train, "demo_model")
     meta = registry.get("demo_model").metadata
     assert set(meta["class_names"]) == DEMO_CLASSES and meta["dataset"]["kind"] == "folder"
 

@@ -3,34 +3,13 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
 import streamlit as st
 from PIL import Image
 
-from conftest import png_bytes
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-TIMEOUT = 180  # the first TensorFlow import and model load take seconds on a 2-core machine
-
-
-def open_app(page=None):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    if page:
-        at.switch_page(page)
-        at.run()
-    return at
-
-
-def assert_clean(at):
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
+from tests.helpers import assert_clean, open_app, png_bytes, start_training
 
 def test_home_lists_models_and_samples(models_env):
     at = open_app()
@@ -69,16 +48,7 @@ def test_empty_registry_pages_point_to_train(registry):
 def test_train_one_epoch_on_a_subset_registers_a_model(models_env):
     at = open_app("pages/train.py")
     assert_clean(at)
-    at.selectbox(key="train_arch").set_value("seed004_cnn")
-    at.run()
-    at.number_input(key="train_epochs_seed004_cnn").set_value(1)
-    at.toggle(key="train_use_subset").set_value(True)
-    at.run()
-    at.number_input(key="train_limit").set_value(500)
-    at.text_input(key="train_name_seed004_cnn").set_value("app_trained")
-    at.button(key="start_training").click()
-    at.run()
-    assert_clean(at)
+    start_training(at, "app_trained", limit=500)
     assert "app_trained" in models_env.names()
     assert any("Test accuracy" == m.label for m in at.metric)
     assert models_env.evaluation("app_trained")["n_samples"] > 0

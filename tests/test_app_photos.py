@@ -1,25 +1,14 @@
 """Real photos through the dashboard (AppTest): the photo model is the default on Classify, a
 garment photo gets its class, and photos of none of the ten classes get a plain "none of these".
-The models are constant classifiers (tests/conftest.py), so nothing depends on training luck."""
+The models are constant classifiers (tests/helpers.py), so nothing depends on training luck."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from tests.conftest import PHOTO_FIXTURES
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-TIMEOUT = 180
+from tests.helpers import PHOTO_FIXTURES, open_app
 
 
 def classify_page():
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("pages/classify.py")
-    at.run()
-    return at
+    return open_app("pages/classify.py")
 
 
 def upload(at, *names):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+
 from fashion_core import cli
 from fashion_core.bench import format_report
+from fashion_core.data import load_fashion_mnist, sample_indices, to_model_input
 
 
 def _finite_positive(value):
@@ -15,6 +18,16 @@ def _finite_positive(value):
 
 def _fraction(value):
     return isinstance(value, (int, float)) and 0.0 <= value <= 1.0
+
+
+def _accuracy_on_bench_sample(registry, name, settings):
+    """A model's accuracy on bench's seeded test sample, by one unbatched call and scikit-learn."""
+    from sklearn.metrics import accuracy_score
+
+    dataset = load_fashion_mnist()
+    idx = sample_indices(len(dataset.y_test), settings["test_images"])
+    probabilities = np.asarray(registry.load_classifier(name)(to_model_input(dataset.x_test[idx]), training=False))
+    return accuracy_score(dataset.y_test[idx], probabilities.argmax(axis=1))
 
 
 def test_bench_quick_json(models_env, capsys):
@@ -33,7 +46,8 @@ def test_bench_quick_json(models_env, capsys):
     for row in models.values():
         assert set(row) == {"name", "arch", "params", "test_accuracy", "flip_tta_accuracy",
                             "images_per_second", "speed_vs_seed003"}
-        assert _fraction(row["test_accuracy"]) and row["test_accuracy"] > 0.3
+        assert _fraction(row["test_accuracy"])
+        assert abs(row["test_accuracy"] - _accuracy_on_bench_sample(models_env, row["name"], settings)) <= 1 / settings["test_images"]
         assert row["flip_tta_accuracy"] is None  # neither tiny model uses flip-TTA
         assert _finite_positive(row["images_per_second"]) and _finite_positive(row["speed_vs_seed003"])
     assert "untrained" in result["seed003"]["source"] and _finite_positive(result["seed003"]["images_per_second"])

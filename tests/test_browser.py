@@ -3,23 +3,17 @@ without an exception box, and an image uploaded on Classify gets a prediction.""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.browser
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _screenshots_module():
-    spec = importlib.util.spec_from_file_location("fashion_screenshots", REPO / "scripts" / "screenshots.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    from scripts import screenshots
+
+    return screenshots
 
 
 @pytest.fixture()

@@ -12,17 +12,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from fashion_core.catalogue import (
-    DEMO_CLASSES,
-    catalogue_summary,
-    extract_catalogue_zip,
-    load_catalogue,
-    make_demo_catalogue,
-    stratified_split,
-)
+from fashion_core.catalogue import catalogue_summary, load_catalogue, stratified_split
 from fashion_core.cli import main
-from fashion_core.data import load_dataset
+from fashion_core.democatalogue import DEMO_CLASSES, make_demo_catalogue
 from fashion_core.errors import DataError, InvalidParameterError
+from fashion_core.loaders import load_dataset
+from fashion_core.safezip import extract_catalogue_zip
 
 N_PER_CLASS = 20
 BAD_FILES = {"shirt/corrupt.png", "bag/empty.jpg"}
@@ -288,7 +283,8 @@ def test_cli_train_and_evaluate_on_a_catalogue(registry, own_catalogue, capsys):
     assert {row["class"] for row in result["top_k"]} <= set(DEMO_CLASSES)
 
     # Neighbours in the model's embedding space, over the catalogue's own gallery.
-    from fashion_core.latent import NeighbourIndex, embed, encoder_for, gallery
+    from fashion_core.latent import embed, encoder_for, gallery
+    from fashion_core.neighbours import NeighbourIndex
 
     data = load_dataset(meta["dataset"])
     images, labels, _ = gallery(data)

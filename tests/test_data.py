@@ -6,6 +6,7 @@ import pytest
 
 from fashion_core import data
 from fashion_core.errors import DataError
+from fashion_core.loaders import load_dataset
 
 
 def write_idx(path, array, magic):
@@ -118,5 +119,5 @@ def test_subset_and_model_input(fashion_mnist):
 def test_subset_spec_reloads_the_same_images(fashion_mnist):
     small = fashion_mnist.subset(300, seed=4)
     assert small.spec["subset"] == {"limit": 300, "seed": 4}
-    again = data.load_dataset(small.spec)
+    again = load_dataset(small.spec)
     assert np.array_equal(again.x_test, small.x_test) and np.array_equal(again.y_train, small.y_train)

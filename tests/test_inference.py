@@ -12,10 +12,11 @@ from PIL import Image
 from fashion_core.classes import keywords_for
 from fashion_core.data import to_model_input
 from fashion_core.errors import ImageError, InvalidNameError, ModelNotFoundError
-from fashion_core.inference import Classifier, Prediction, best_model_name
+from fashion_core.inference import Classifier, Prediction
+from fashion_core.registry import best_model_name
 from fashion_core.photo_proxy import catalogue_photo_accuracy
 from fashion_core.registry import Registry
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_classify_png_bytes(classifier, small_dataset):
     assert prediction.ood_score is not None and prediction.ood_score >= 0
     payload = json.loads(json.dumps(prediction.to_dict()))
     assert set(payload) == {"class_index", "class_name", "probability", "top_k", "keywords", "flagged",
-                            "flag_reasons", "ood_score"}
+                            "flag_reasons", "ood_score", "none_of_these"}
     assert set(payload["top_k"][0]) == {"class", "probability"}
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fashion_core import latent
+from fashion_core import latent, neighbours
 from fashion_core.errors import InvalidParameterError, ModelNotFoundError
-from fashion_core.latent import NeighbourIndex
+from fashion_core.neighbours import NeighbourIndex, precision_at_k
 
 
 def _brute_force(gallery, queries, k, exclude=None):
@@ -35,18 +35,18 @@ def test_batch_query_matches_brute_force(dims):
     assert distances.shape == indices.shape == (40, 7)
     assert np.all(indices != np.arange(40)[:, None])  # the query itself is skipped
     assert np.all(np.diff(distances, axis=1) >= -1e-5)
-    if dims <= latent.MAX_INDEX_DIMS:  # rotation only: distances are exact
+    if dims <= neighbours.MAX_INDEX_DIMS:  # rotation only: distances are exact
         ref_d, ref_i = _brute_force(x, queries, 7, exclude=np.arange(40))
         np.testing.assert_allclose(distances, ref_d, rtol=1e-3, atol=1e-3)
         assert np.mean(indices == ref_i) > 0.99
     else:
-        assert index.dims == latent.MAX_INDEX_DIMS
+        assert index.dims == neighbours.MAX_INDEX_DIMS
 
 
 def test_single_query_fast_path_finds_the_true_neighbours():
     x, labels = _clustered(n=4000, dims=192)
     index = NeighbourIndex(x, labels)
-    assert index._coarse_dims == latent.COARSE_DIMS  # the fast path is in use
+    assert index._coarse_dims == neighbours.COARSE_DIMS  # the fast path is in use
     ref_d, ref_i = _brute_force(x, x[:20], 10, exclude=np.arange(20))
     recalls = []
     for i in range(20):
@@ -62,7 +62,7 @@ def test_single_query_fast_path_finds_the_true_neighbours():
 
 def test_query_validates_its_arguments():
     x, labels = _clustered(n=50, dims=8)
-    index = NeighbourIndex(x, labels, sources=np.array(["train"] * 50))
+    index = NeighbourIndex(x, labels)
     with pytest.raises(InvalidParameterError, match="k must be"):
         index.query(x[:1], k=0)
     with pytest.raises(InvalidParameterError, match="k must be"):
@@ -82,9 +82,9 @@ def test_query_validates_its_arguments():
 def test_precision_at_k_counts_agreeing_labels():
     gallery = np.array([[0.0, 0], [0, 1], [10, 10], [10, 11]], np.float32)
     index = NeighbourIndex(gallery, np.array([0, 0, 1, 1]))
-    assert latent.precision_at_k(index, np.array([[0, 0.5], [10, 10.5]]), np.array([0, 1]), k=2) == 1.0
-    assert latent.precision_at_k(index, np.array([[0, 0.5]]), np.array([1]), k=2) == 0.0
-    assert latent.precision_at_k(index, gallery, np.array([0, 0, 1, 1]), k=1, exclude=np.arange(4)) == 1.0
+    assert precision_at_k(index, np.array([[0, 0.5], [10, 10.5]]), np.array([0, 1]), k=2) == 1.0
+    assert precision_at_k(index, np.array([[0, 0.5]]), np.array([1]), k=2) == 0.0
+    assert precision_at_k(index, gallery, np.array([0, 0, 1, 1]), k=1, exclude=np.arange(4)) == 1.0
 
 
 def test_project_2d_pca_and_tsne():
@@ -127,13 +127,13 @@ def test_encoders_from_the_registry(trained_registry, small_dataset):
 def test_retrieval_beats_chance_on_a_trained_encoder(trained_registry, small_dataset):
     encoder, _ = latent.encoder_for("tiny_cnn", trained_registry)
     index = NeighbourIndex(latent.embed(encoder, small_dataset.x_train), small_dataset.y_train)
-    precision = latent.precision_at_k(index, latent.embed(encoder, small_dataset.x_test), small_dataset.y_test, k=10)
+    precision = precision_at_k(index, latent.embed(encoder, small_dataset.x_test), small_dataset.y_test, k=10)
     assert precision > 0.4  # chance is 0.1
 
 
 def test_reconstruct(trained_registry, small_dataset):
     images = small_dataset.x_test[:5]
-    out = latent.reconstruct("tiny_ae", images, trained_registry)
+    out = latent.reconstruct(trained_registry.load_autoencoder("tiny_ae"), images)
     assert out.shape == images.shape and out.dtype == np.uint8
     assert np.abs(out.astype(float) - images).mean() < np.abs(255.0 - images).mean()  # closer than the negative
-    assert latent.reconstruct("tiny_cnn", images, trained_registry) is None
+    assert latent.reconstruct(trained_registry.load_autoencoder("tiny_cnn"), images) is None

@@ -96,7 +96,7 @@ def test_score_threshold_drives_the_flag(classifier):
                          autoencoder=classifier.autoencoder, ood={"reconstruction_threshold": 1e6})
     flagged = strict.classify(image)
     assert flagged.flagged and flagged.ood_score > 1
-    assert "does not look like one of the 10 garment types" in flagged.flag_reasons
+    assert "does not look like any of the 10 classes" in flagged.flag_reasons and flagged.none_of_these
     assert not lenient.classify(image).flagged
 
 

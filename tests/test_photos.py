@@ -13,10 +13,11 @@ import pytest
 from fashion_core import cli, diskcache, photos
 from fashion_core.classes import FASHION_MNIST_CLASSES
 from fashion_core.errors import DataError, InvalidParameterError
-from fashion_core.inference import Classifier, default_photo_model_name
+from fashion_core.inference import Classifier
+from fashion_core.registry import default_photo_model_name
 from fashion_core.ood import calibrate_confidence, confidence_scores
-from fashion_core.training import TrainConfig, _training_arrays, transfer_weights
-from tests.conftest import PHOTO_FIXTURES, constant_classifier
+from fashion_core.training import TrainConfig, training_arrays, transfer_weights
+from tests.helpers import PHOTO_FIXTURES, constant_classifier
 
 FIXTURE_ROWS = 18
 
@@ -128,7 +129,7 @@ def test_photo_training_dataset_mixes_fashion_mnist_photos_and_outliers(fashion_
 
 def test_outliers_get_a_uniform_target_and_an_explicit_validation_set_is_used(fashion_mnist):
     data = photos.photo_training_dataset((28, 28, 1), replay=200, holdout=0.3, seed=0)
-    x_train, y_train, x_val, y_val, labels = _training_arrays(data, TrainConfig(arch="seed004_cnn").resolve())
+    x_train, y_train, x_val, y_val, labels = training_arrays(data, TrainConfig(arch="seed004_cnn").resolve())
     n_out = len(data.x_outliers)
     assert len(x_train) == len(data.y_train) + n_out and len(labels) == len(data.y_train)
     np.testing.assert_allclose(y_train[-n_out:], 0.1)

@@ -10,7 +10,7 @@ from fashion_core import preprocess as pp
 from fashion_core.data import to_model_input
 from fashion_core.errors import ImageError
 from fashion_core.photo_proxy import make_catalogue_photos
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 
 SHAPE = (28, 28, 1)
 

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def seed_table():
-    spec = importlib.util.spec_from_file_location("seed_table", REPO / "scripts" / "seed_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from scripts import seed_table
+
+    return seed_table
 
 
 def test_paper_percent(seed_table):

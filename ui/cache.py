@@ -4,6 +4,11 @@ Keys: models are cached by ``(registry root, name, model-file mtime)`` (``model_
 re-trained or re-imported under the same name is loaded afresh, and a test pointing
 ``FASHION_MODELS_DIR`` elsewhere never sees another registry's model. TensorFlow is imported
 only inside these functions (the home page must appear fast).
+
+Large arrays (datasets, gallery embeddings, models) are ``st.cache_resource``: shared, never
+copied or pickled on a rerun, and returned read-only. Small results (test-set probabilities, 2-D
+maps) are ``st.cache_data``, keyed by what they are computed from (model key, dataset recipe,
+sample), never by array content. The engine keeps no caches of its own.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ import json
 import numpy as np
 import streamlit as st
 
-from fashion_core.data import FASHION_MNIST_SPEC
-from fashion_core.registry import Registry
+from fashion_core.data import FASHION_MNIST_SPEC, sample_indices
+from fashion_core.registry import Registry, model_dataset_spec
 
 
 # --- registry ------------------------------------------------------------------------------------
@@ -57,7 +62,7 @@ def spec_key(spec):
 # copied on every rerun as st.cache_data would.
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
 def _dataset(key):
-    from fashion_core.data import load_dataset
+    from fashion_core.loaders import load_dataset
 
     return load_dataset(json.loads(key))
 
@@ -70,91 +75,87 @@ def dataset(spec=None):
 def model_dataset(metadata):
     """The dataset a model was trained on, as its metadata describes it; its stored evaluation
     covers this dataset's whole test set."""
-    return dataset(metadata.get("dataset") or FASHION_MNIST_SPEC)
+    return dataset(model_dataset_spec(metadata))
 
 
 # --- models --------------------------------------------------------------------------------------
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
-def _classifier(key):
+def _load_inference_classifier(registry, name):
+    from fashion_core.inference import Classifier
+
+    return Classifier.from_registry(name, registry=registry)
+
+
+def _load_encoder(registry, name):
+    from fashion_core import latent
+
+    return latent.encoder_for(name, registry=registry)
+
+
+# What can be loaded for a registry model: (registry, name) → the loaded object.
+MODEL_LOADERS = {
+    "classifier": lambda registry, name: registry.load_classifier(name),
+    "autoencoder": lambda registry, name: registry.load_autoencoder(name),
+    "inference": _load_inference_classifier,
+    "encoder": _load_encoder,
+}
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=24)
+def _model_resource(key, kind):
     root, name, _mtime = key
-    return Registry(root).load_classifier(name)
+    return MODEL_LOADERS[kind](Registry(root), name)
 
 
 def classifier(name):
     """The Keras classifier of a registry model (cached)."""
-    return _classifier(model_key(name))
-
-
-@st.cache_resource(show_spinner="Loading the autoencoder…", max_entries=4)
-def _autoencoder(key):
-    root, name, _mtime = key
-    return Registry(root).load_autoencoder(name)
+    return _model_resource(model_key(name), "classifier")
 
 
 def autoencoder(name):
     """The autoencoder of an autoencoder-based model, or None (cached)."""
-    return _autoencoder(model_key(name))
-
-
-@st.cache_data(show_spinner="Predicting the test set…", max_entries=8)
-def _test_probabilities(key, spec_json):
-    from fashion_core.training import predict_probabilities
-
-    return predict_probabilities(_classifier(key), _dataset(spec_json).x_test)
-
-
-def test_probabilities(name, metadata):
-    """Probabilities (n_test, n_classes) of a model on its dataset's test set (cached)."""
-    return _test_probabilities(model_key(name), spec_key(metadata.get("dataset")))
-
-
-@st.cache_resource(show_spinner="Loading the classifier…", max_entries=8)
-def _inference_classifier(key):
-    from fashion_core.inference import Classifier
-
-    root, name, _mtime = key
-    return Classifier.from_registry(name, registry=Registry(root))
+    return _model_resource(model_key(name), "autoencoder")
 
 
 def inference_classifier(name):
     """A ``fashion_core.inference.Classifier`` for a registry model (cached)."""
-    return _inference_classifier(model_key(name))
+    return _model_resource(model_key(name), "inference")
+
+
+def encoder(name):
+    """``(encoder, description)`` of a model with an encoder (cached)."""
+    return _model_resource(model_key(name), "encoder")
+
+
+@st.cache_data(show_spinner="Predicting the test set…", max_entries=8)
+def _test_probabilities(key, spec_json):
+    from fashion_core.predict import predict_probabilities
+
+    return predict_probabilities(_model_resource(key, "classifier"), _dataset(spec_json).x_test)
+
+
+def test_probabilities(name, metadata):
+    """Probabilities (n_test, n_classes) of a model on its dataset's test set (cached)."""
+    return _test_probabilities(model_key(name), spec_key(model_dataset_spec(metadata)))
 
 
 # --- latent space --------------------------------------------------------------------------------
 
 
-@st.cache_resource(show_spinner="Loading the encoder…", max_entries=4)
-def _encoder(key):
-    from fashion_core import latent
-
-    root, name, _mtime = key
-    return latent.encoder_for(name, registry=Registry(root))
-
-
-def encoder(name):
-    """``(encoder, description)`` of a model with an encoder (cached)."""
-    return _encoder(model_key(name))
-
-
-@st.cache_data(show_spinner="Embedding the gallery (once per model)…", max_entries=4)
+# ~54 MB for a 70,000-image gallery: a shared resource, not pickled into every rerun.
+@st.cache_resource(show_spinner="Embedding the gallery (once per model)…", max_entries=4)
 def _gallery_embeddings(key, spec_json, size, seed):
     from fashion_core import latent
 
     data = _dataset(spec_json)
     images, labels, sources = latent.gallery(data)
-    rows = sample_rows(len(labels), size, seed)
-    encoder_model, _ = _encoder(key)
-    return latent.embed(encoder_model, images[rows]), labels[rows], np.asarray(sources)[rows], rows
-
-
-def sample_rows(n, size, seed=0):
-    """Sorted indices of a seeded sample of ``size`` out of ``n`` rows (all rows when size is None)."""
-    if not size or size >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=int(size), replace=False))
+    rows = sample_indices(len(labels), size, seed)
+    encoder_model, _ = _model_resource(key, "encoder")
+    arrays = latent.embed(encoder_model, images[rows]), labels[rows], np.asarray(sources)[rows], rows
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
 
 
 def gallery_embeddings(name, metadata, size=None, seed=0):
@@ -165,25 +166,31 @@ def gallery_embeddings(name, metadata, size=None, seed=0):
     embeddings : ndarray of shape (n_gallery, n_dims), labels (n_gallery,), sources
     (n_gallery,) ("train"/"test"), rows (n_gallery,) indices into ``latent.gallery(dataset)``.
     """
-    return _gallery_embeddings(model_key(name), spec_key(metadata.get("dataset")), size, seed)
+    return _gallery_embeddings(model_key(name), spec_key(model_dataset_spec(metadata)), size, seed)
 
 
 @st.cache_data(show_spinner="Projecting to 2-D…", max_entries=8)
-def projection(embeddings, method, sample, seed=0):
-    """2-D coordinates of embeddings (cached by content): ``(coords, row_indices)``."""
+def _projection(key, spec_json, size, seed, method, sample):
     from fashion_core import latent
 
-    return latent.project_2d(embeddings, method=method, sample=sample, seed=seed)
+    embeddings = _gallery_embeddings(key, spec_json, size, seed)[0]
+    return latent.project_2d(embeddings, method=method, sample=sample, seed=0)
+
+
+def projection(name, metadata, size, method, sample, seed=0):
+    """2-D coordinates of a model's gallery embeddings (cached by model, dataset and sample):
+    ``(coords, row_indices)``, rows into ``gallery_embeddings``."""
+    return _projection(model_key(name), spec_key(model_dataset_spec(metadata)), size, seed, method, sample)
 
 
 @st.cache_resource(max_entries=4)
 def _neighbour_index(key, spec_json, size, seed):
-    from fashion_core import latent
+    from fashion_core.neighbours import NeighbourIndex
 
-    embeddings, labels, sources, _rows = _gallery_embeddings(key, spec_json, size, seed)
-    return latent.NeighbourIndex(embeddings, labels, sources)
+    embeddings, labels, _sources, _rows = _gallery_embeddings(key, spec_json, size, seed)
+    return NeighbourIndex(embeddings, labels)
 
 
 def neighbour_index(name, metadata, size=None, seed=0):
-    """A ``latent.NeighbourIndex`` over the gallery embeddings (cached)."""
-    return _neighbour_index(model_key(name), spec_key(metadata.get("dataset")), size, seed)
+    """A ``neighbours.NeighbourIndex`` over the gallery embeddings (cached)."""
+    return _neighbour_index(model_key(name), spec_key(model_dataset_spec(metadata)), size, seed)

@@ -116,3 +116,41 @@ def per_class_figure(frame, metrics=("precision", "recall", "f1", "specificity")
     fig.update_layout(barmode="group", yaxis_range=[0, 1.02])
     fig.update_xaxes(tickangle=-30)
     return _layout(fig, 360)
+
+
+def probability_figure(top_k):
+    """Horizontal bars of the top-k ``[(class name, probability)]``, the most likely on top."""
+    names = [name for name, _ in top_k][::-1]
+    values = [p for _, p in top_k][::-1]
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=[SECOND] * (len(values) - 1) + [ACCENT],
+                           text=[f"{p:.1%}" for p in values], textposition="outside"))
+    fig.update_layout(xaxis=dict(range=[0, 1.15], tickformat=".0%"), height=60 + 34 * len(names),
+                      margin=dict(l=10, r=10, t=10, b=10), template="plotly_white")
+    return fig
+
+
+def validation_curves_figure(histories):
+    """Validation accuracy per epoch of several models: ``{name: history}``."""
+    fig = go.Figure()
+    for i, (name, history) in enumerate(histories.items()):
+        values = [v for stage in CLASSIFIER_STAGES for v in (history.get(stage) or {}).get("val_accuracy", [])]
+        if values:
+            fig.add_trace(go.Scatter(x=np.arange(1, len(values) + 1), y=values, mode="lines+markers", name=name,
+                                     line=dict(color=PALETTE[i % len(PALETTE)])))
+    fig.update_layout(xaxis_title="epoch", yaxis_title="validation accuracy", height=320, template="plotly_white",
+                      margin=dict(l=10, r=10, t=10, b=10))
+    return fig
+
+
+def latent_map_figure(coords, labels, points, class_names):
+    """A 2-D map of gallery embeddings coloured by class; each point's ``customdata`` is its row
+    in ``points`` order (``points``: the gallery rows that were projected)."""
+    fig = go.Figure()
+    for c, name in enumerate(class_names):
+        members = np.flatnonzero(labels[points] == c)
+        fig.add_trace(go.Scattergl(x=coords[members, 0], y=coords[members, 1], mode="markers", name=name,
+                                   marker=dict(size=5, opacity=0.7, color=PALETTE[c % len(PALETTE)]),
+                                   customdata=points[members], hovertemplate=f"{name}<extra>click: use as query</extra>"))
+    fig.update_layout(height=520, template="plotly_white", margin=dict(l=10, r=10, t=10, b=10), dragmode="pan",
+                      legend=dict(itemsizing="constant"), xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False))
+    return fig

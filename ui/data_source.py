@@ -85,7 +85,7 @@ def _demo_ui(image_size, color):
     st.caption("Three classes (bag, shirt, trousers) of simple product shots on white, drawn for you.")
     folder = WORK_DIR / "demo_catalogue"
     if not folder.is_dir():
-        from fashion_core.catalogue import make_demo_catalogue
+        from fashion_core.democatalogue import make_demo_catalogue
 
         make_demo_catalogue(folder)
     _load(_catalogue_spec(folder, image_size, color))
@@ -110,7 +110,7 @@ def _zip_ui(image_size, color):
     root_marker = folder / ".root"
     try:
         if not root_marker.is_file():  # extract each distinct upload once
-            from fashion_core.catalogue import extract_catalogue_zip
+            from fashion_core.safezip import extract_catalogue_zip
 
             root = extract_catalogue_zip(data, folder / "content")
             root_marker.write_text(str(root))

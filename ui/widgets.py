@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from fashion_core.data import sample_indices
+from fashion_core.errors import FashionError
 from ui import cache
 
 TRAIN_PAGE = "pages/train.py"
@@ -15,6 +17,26 @@ def no_models_notice():
     st.info("There are no models in the registry yet. Train one first (a 1-epoch run on a "
             "small subset takes under a minute).")
     st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/model_training:")
+
+
+def loaded_or_error(load, *args):
+    """``load(*args)``, or None after showing the message of the ``FashionError`` it raised."""
+    try:
+        return load(*args)
+    except FashionError as exc:
+        st.error(str(exc))
+        return None
+
+
+def registry_entries_ui():
+    """The registry's models, after noting unreadable folders; None (with the "no models yet"
+    notice) when there are none."""
+    entries, problems = cache.model_entries()
+    registry_problems_notice(problems)
+    if not entries:
+        no_models_notice()
+        return None
+    return entries
 
 
 def registry_problems_notice(problems):
@@ -35,14 +57,6 @@ def model_selector(entries, label="Model", key="model", default=None, help=None,
     chosen = st.selectbox(label, names, index=index, key=key, help=help,
                           format_func=lambda n: cache.entry_label(entries[names.index(n)]))
     return entries[names.index(chosen)]
-
-
-def best_entry_name(entries):
-    """Name of the model with the highest test accuracy (the default everywhere)."""
-    scored = [e for e in entries if e.metadata.get("test_accuracy") is not None]
-    if not scored:
-        return entries[0].name if entries else None
-    return max(scored, key=lambda e: e.metadata["test_accuracy"]).name
 
 
 def to_display(image, scale=1):
@@ -94,7 +108,7 @@ def class_sample_grid(dataset, per_class=4, per_row=5, seed=0):
                 if len(members) == 0:
                     st.caption(f"**{dataset.class_names[c]}**: no images")
                     continue
-                chosen = rng.choice(members, size=min(per_class, len(members)), replace=False)
+                chosen = members[sample_indices(len(members), min(per_class, len(members)), rng)]
                 scale = max(1, 64 // dataset.image_shape[0])
                 st.image(tile(dataset.x_train[chosen], columns=2, scale=scale),
                          caption=f"{dataset.class_names[c]} · {counts[c]:,} images",
