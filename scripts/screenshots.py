@@ -1,6 +1,6 @@
 """Screenshot every dashboard page into artifacts/screenshots/ (Playwright + Debian's chromium).
 
-    .venv/bin/python scripts/screenshots.py [--models-dir models] [--out artifacts/screenshots]
+    python -m scripts.screenshots [--models-dir models] [--out artifacts/screenshots]
 
 Starts ``streamlit run app.py`` headless on a free port, opens each page, waits for it to finish
 running, uploads a sample image on Classify and saves one full-page PNG per page.
