@@ -285,7 +285,7 @@ def load_fashion_mnist(folder=None, allow_download=True, image_size=None, color=
         Model resolution other than the native 28 px (e.g. a photo model's 48): every image goes
         through ``preprocess.prepare_image`` like an upload would (cached on disk).
     color : bool
-        Three identical channels, for colour models.
+        Three identical channels, for colour models (stored once, seen as a read-only view).
     """
     found = find_fashion_mnist_dir(folder)
     if found is not None:
@@ -326,14 +326,20 @@ def fashion_mnist_spec(image_size=None, color=False):
 
 
 def _resized(images, image_shape, key):
-    """28x28 images through the upload path at another shape, cached (a minute of work)."""
+    """28x28 grey images through the upload path at another shape, cached (a minute of work).
+
+    A grey image made colour has three equal channels: one is stored, the others are a view."""
     from .diskcache import cached_array
     from .preprocess import prepare_image
 
     def build():
-        out = np.zeros((len(images), *image_shape), np.uint8)
+        out = np.zeros((len(images), *image_shape[:2], 1), np.uint8)
         for i, image in enumerate(images):
-            out[i] = prepare_image(image, image_shape).preview
+            preview = prepare_image(image, image_shape).preview
+            if not (preview == preview[..., :1]).all():
+                raise DataError("a grey image came out of preprocessing with unequal colour channels.")
+            out[i] = preview[..., :1]
         return out
 
-    return cached_array(f"{key}-{len(images)}-{'x'.join(map(str, image_shape))}", build)
+    stored = cached_array(f"{key}-{len(images)}-{'x'.join(map(str, image_shape))}", build)
+    return np.broadcast_to(stored, (*stored.shape[:3], image_shape[2]))

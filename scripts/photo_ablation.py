@@ -2,14 +2,14 @@
 
 Each variant fine-tunes the shipped ``fashion_net`` with the same recipe as ``train --photos``
 (Fashion-MNIST replay + real photos, AdamW warm-up cosine, lr 1e-3) for the same number of
-epochs, changing one thing: input size, colour, or whether the photos of other things are taught
-as "none of these" (outlier exposure). Every variant is then measured like ``bench`` measures the
+epochs, changing one thing at a time: input size, colour, how often each phone photo is shown,
+and whether the photos of other things are taught as "none of these" (outlier exposure). Every variant is then measured like ``bench`` measures the
 shipped photo model: the val split through the whole upload path (``photos.photo_report``), with
 its "none of these" threshold calibrated on its own held-out train photos.
 
 Usage::
 
-    python -m scripts.photo_ablation --epochs 4 --out docs/photo_ablation.json [--variants 28g 48g ...]
+    python -m scripts.photo_ablation --epochs 3 --replay 6000 --out docs/photo_ablation.json [--variants 28g 48g ...]
 
 Results go to a JSON file (one object per variant); docs/PHOTOS.md quotes them.
 """
@@ -22,10 +22,11 @@ import sys
 import time
 
 VARIANTS = {
-    "28g": {"size": 28, "channels": 1, "outliers": True},
-    "48g": {"size": 48, "channels": 1, "outliers": True},
-    "48g-no-outliers": {"size": 48, "channels": 1, "outliers": False},
-    "48c": {"size": 48, "channels": 3, "outliers": True},
+    "28g": {"size": 28, "channels": 1, "outliers": True, "phone_repeat": 1},
+    "48g": {"size": 48, "channels": 1, "outliers": True, "phone_repeat": 1},
+    "48c": {"size": 48, "channels": 3, "outliers": True, "phone_repeat": 1},
+    "48c-phone3": {"size": 48, "channels": 3, "outliers": True, "phone_repeat": 3},
+    "48c-phone3-no-outliers": {"size": 48, "channels": 3, "outliers": False, "phone_repeat": 3},
 }
 
 
@@ -39,7 +40,7 @@ def run_variant(name, epochs, replay, base="fashion_net"):
 
     v = VARIANTS[name]
     shape = (v["size"], v["size"], v["channels"])
-    data = photo_training_dataset(shape, replay=replay, outliers=v["outliers"])
+    data = photo_training_dataset(shape, replay=replay, outliers=v["outliers"], phone_repeat=v["phone_repeat"])
     config = TrainConfig(arch="fashion_net", epochs=epochs, learning_rate=1e-3, init_from=base)
     result = train(data, config, init_model=Registry().load_classifier(base))
     model = result.model
