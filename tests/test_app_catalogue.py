@@ -46,6 +46,9 @@ def test_demo_catalogue_train_evaluate_classify(registry, tmp_path, monkeypatch)
     at.run()
     at.sidebar.radio(key="data_source_kind").set_value("demo")
     at.run()
+    assert not (tmp_path / "studio").exists()  # nothing is written by merely rendering
+    at.sidebar.button(key="make_demo_catalogue").click()
+    at.run()
     assert_clean(at)
     assert any("classes: bag,shirt,trousers" in m.value for m in at.markdown)
     spec = at.session_state["data_spec"]
