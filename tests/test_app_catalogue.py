@@ -8,11 +8,15 @@ exactly as in the app.
 
 from __future__ import annotations
 
+import pytest
+
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 from tests.helpers import APP, TIMEOUT, assert_clean, start_training
+
+pytestmark = pytest.mark.slow  # trains models: `-m "not slow"` skips it
 
 DEMO_CLASSES = {"bag", "shirt", "trousers"}
 
