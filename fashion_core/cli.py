@@ -127,6 +127,24 @@ def cmd_evaluate(args):
     return payload, "\n".join(lines)
 
 
+def cmd_precompute(args):
+    from .registry import Registry
+    from .runs import precompute_and_store
+
+    names = [args.name] if args.name else Registry().names()
+    rows = []
+    for name in names:
+        path, sizes = precompute_and_store(name)
+        rows.append({"name": name, "path": str(path), **sizes})
+    human = "\n".join(f"{r['name']}: {r['precomputed_bytes'] / 1e6:.2f} MB beside the model, "
+                      f"{r['embeddings_bytes'] / 1e6:.1f} MB of gallery embeddings in the cache" for r in rows)
+    return {"models": rows}, human or "no models in the registry"
+
+
+def _optional_name_argument(parser):
+    parser.add_argument("name", nargs="?", help="one model (default: every model in the registry)")
+
+
 def cmd_cv(args):
     from .training import TrainConfig, cross_validate
 
@@ -288,6 +306,8 @@ class Command:
 COMMANDS = {
     "train": Command("train a model and save it to the registry", _train_arguments, cmd_train),
     "evaluate": Command("evaluate a saved model on its dataset's test set", _name_argument, cmd_evaluate),
+    "precompute": Command("store what the dashboard's pages need (test probabilities, embeddings, 2-D map)",
+                          _optional_name_argument, cmd_precompute),
     "cv": Command("k-fold cross-validation (seed 003's method)", _cv_arguments, cmd_cv),
     "sweep": Command("compare optimizers and learning rates (seed 000's study)", _sweep_arguments, cmd_sweep),
     "list": Command("list the models in the registry", _no_arguments, cmd_list),

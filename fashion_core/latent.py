@@ -113,9 +113,15 @@ def gallery(dataset):
     sources : ndarray (N,) of "train" / "test"
     """
     images = np.concatenate([dataset.x_train, dataset.x_test], axis=0)
+    return (images, *gallery_labels(dataset))
+
+
+def gallery_labels(dataset):
+    """``(labels, sources)`` of ``gallery(dataset)`` without copying its images: (N,) int64 and
+    (N,) "train"/"test"."""
     labels = np.concatenate([dataset.y_train, dataset.y_test]).astype(np.int64)
     sources = np.array(["train"] * len(dataset.y_train) + ["test"] * len(dataset.y_test))
-    return images, labels, sources
+    return labels, sources
 
 
 def gallery_image(dataset, row):

@@ -18,6 +18,7 @@ description says so).
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 
@@ -69,7 +70,9 @@ class NeighbourIndex:
         if len(self.labels) != len(x):
             raise InvalidParameterError(f"{len(x)} embeddings but {len(self.labels)} labels.")
         self.input_dims = x.shape[1]
-        self.last_query_exact = True  # whether the last fast-path answer was provably exact
+        # Whether the calling thread's last fast-path answer was provably exact: kept per thread,
+        # so an index shared by several dashboard sessions is never written by a query.
+        self._per_thread = threading.local()
         from sklearn.decomposition import PCA  # noqa: F401  (loads SciPy's BLAS before limiting it)
 
         with _single_blas_thread():
@@ -83,6 +86,15 @@ class NeighbourIndex:
         if self._coarse_dims:
             self._coarse = np.ascontiguousarray(self.vectors[:, : self._coarse_dims])
             self._coarse_sq = np.einsum("ij,ij->i", self._coarse, self._coarse)
+        for array in (self.vectors, self._sq_norms, self.labels, *(a for a in (self._mean, self._axes) if a is not None),
+                      *((self._coarse, self._coarse_sq) if self._coarse_dims else ())):
+            if array.flags.writeable and array.flags.owndata:
+                array.flags.writeable = False
+
+    @property
+    def last_query_exact(self):
+        """Whether this thread's last single query (fast path) was provably exact."""
+        return getattr(self._per_thread, "exact", True)
 
     def __len__(self):
         return len(self.vectors)
@@ -190,7 +202,7 @@ class NeighbourIndex:
         top = np.argpartition(d2, k - 1)[:k] if k < len(d2) else np.arange(len(d2))
         # Rows outside the candidates are at least max(bound[cand]) away: when the k-th distance
         # is within that, the answer is provably exact; otherwise it is a (rarely wrong) approximation.
-        self.last_query_exact = bool(d2[top].max() <= bound[cand].max()) or candidates == len(self)
+        self._per_thread.exact = bool(d2[top].max() <= bound[cand].max()) or candidates == len(self)
         order = np.argsort(d2[top], kind="stable")
         return np.sqrt(np.maximum(d2[top][order], 0.0)).astype(np.float32), cand[top][order].astype(np.int64)
 

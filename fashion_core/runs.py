@@ -101,6 +101,7 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
     metadata.update(_ood_calibration(result, dataset, use_tta))
     entry = registry.save(name, result.model, metadata, history=stages, evaluation=evaluation,
                           autoencoder=result.bundle.autoencoder, overwrite=overwrite)
+    precompute_and_store(name, registry=registry, model=result.model, dataset=dataset)
     return entry, result, evaluation
 
 
@@ -142,4 +143,19 @@ def evaluate_and_store(name, registry=None, model=None, dataset=None):
     evaluation = evaluate_model(model, dataset)
     registry.update_json(name, EVALUATION_FILE, evaluation)
     registry.update_metadata(name, test_accuracy=evaluation["accuracy"], test_loss=evaluation["loss"])
+    precompute_and_store(name, registry=registry, model=model, dataset=dataset)
     return evaluation
+
+
+def precompute_and_store(name, registry=None, model=None, dataset=None):
+    """Compute and store what the dashboard's pages need from registry model ``name``
+    (``precompute``: test probabilities, gallery embeddings, the 2-D map) — on save, after an
+    evaluation and by ``python -m fashion_core precompute``. Returns ``(path, sizes)``."""
+    from . import latent, precompute
+
+    registry = registry or Registry()
+    entry = registry.get(name)
+    model = registry.load_classifier(name) if model is None else model
+    dataset = dataset_for_model(entry) if dataset is None else dataset
+    encoder, _ = latent.encoder_for(name, registry=registry)
+    return precompute.build(entry, model, encoder, dataset)

@@ -8,6 +8,7 @@ Parameters are validated in ``TrainConfig`` before any work starts.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -207,6 +208,10 @@ def make_optimizer(name, learning_rate, weight_decay=0.0, schedule="constant", t
 
 @contextlib.contextmanager
 def _dtype_policy(precision):
+    """Layers built inside take ``precision``'s dtype policy. Keras 3 keeps its global policy per
+    thread (``keras.src.backend.common.global_state`` is a ``threading.local``), so this is
+    never seen by another thread — another dashboard session, or the page that started the
+    run (``tests/test_isolation.py``); it is restored on exit all the same."""
     import keras
 
     previous = keras.mixed_precision.global_policy().name
@@ -215,6 +220,35 @@ def _dtype_policy(precision):
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+_SEED_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _seeded(seed):
+    """Reproducible weights for models built inside, without leaving the process seeded.
+
+    Keras draws each unseeded initializer's and dropout layer's seed from Python's global
+    ``random`` when the layer is *built*, so that module is seeded for the build only (under a
+    lock, usually well under a second) and its state — and NumPy's global state, which
+    ``keras.utils.set_random_seed`` also seeds — is put back afterwards. Keras' own seed
+    generator is per thread. TensorFlow's global seed (``fit``'s shuffling) stays set: that is
+    unavoidable for a reproducible run, and the dashboard's other work (inference, embeddings)
+    runs no random ops, so another session cannot see it.
+    """
+    import random
+
+    import keras
+
+    with _SEED_LOCK:
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        keras.utils.set_random_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def _to_float32(bundle, arch, input_shape, num_classes, build_options):
@@ -318,8 +352,6 @@ def train(dataset, config, progress=None, verbose=0, init_model=None):
     data = dataset.subset(config.limit, seed=config.seed) if config.limit else dataset
     if len(data.y_train) < 2 * data.num_classes:
         raise InvalidParameterError(f"too few training images ({len(data.y_train)}) for {data.num_classes} classes.")
-    keras.utils.set_random_seed(config.seed)
-
     x_train, y_train, x_val, y_val, labels = training_arrays(data, config)
     has_val = len(x_val) > 0
     class_weight = _class_weight_dict(labels, data.num_classes) if config.class_weights else None
@@ -328,7 +360,8 @@ def train(dataset, config, progress=None, verbose=0, init_model=None):
     history = {}
     cancelled = False
     with _dtype_policy(config.precision):
-        bundle = zoo.build(config.arch, data.image_shape, data.num_classes, **config.build_options)
+        with _seeded(config.seed):
+            bundle = zoo.build(config.arch, data.image_shape, data.num_classes, **config.build_options)
         if init_model is not None:
             transfer_weights(init_model, bundle.classifier)
 

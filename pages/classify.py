@@ -9,7 +9,7 @@ import streamlit as st
 from fashion_core.errors import ImageError
 from fashion_core.preprocess import MAX_UPLOAD_BYTES
 from fashion_core.registry import default_entry
-from ui import cache, charts, widgets
+from ui import cache, charts, links, widgets
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
 
@@ -23,6 +23,8 @@ def main():
     if not entries:
         return
     entry, top_k = settings_ui(entries)
+    links.mirror("classify", model=entry.name)
+    links.copy_link_ui({"model": entry.name})
     items = inputs_ui()
     if not items:
         st.info("Add one or more images above to classify them.")
@@ -41,7 +43,8 @@ def main():
 def settings_ui(entries):
     c1, c2 = st.columns([3, 1])
     with c1:
-        default = default_entry(entries, any_dataset=True).name
+        links.initial_choice("classify", "model", "classify_model", [e.name for e in entries])
+        default = links.linked("classify_model", default_entry(entries, any_dataset=True).name)
         entry = widgets.model_selector(entries, "Model", key="classify_model", default=default,
                                        help="The photo model (trained on Fashion-MNIST and real product and "
                                             "phone photos) is chosen by default. Each model uses its own classes.")

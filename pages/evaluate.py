@@ -11,7 +11,7 @@ import streamlit as st
 from fashion_core.errors import FashionError
 from fashion_core.evaluation import cell_members, most_confused_pair
 from fashion_core.registry import best_entry
-from ui import cache, charts, tables, widgets
+from ui import cache, charts, links, tables, widgets
 
 MAX_CELL_IMAGES = 24
 MAX_MISTAKES_SHOWN = 24
@@ -25,18 +25,25 @@ def main():
     if not entries:
         return
     chosen = models_ui(entries)
+    view = {"model": ",".join(e.name for e in chosen) or None}
     if not chosen:
         st.info("Choose at least one model above.")
     elif len(chosen) == 1:
-        single_model_ui(chosen[0])
+        view.update(single_model_ui(chosen[0]) or {})
     else:
         compare_ui(chosen)
+    links.mirror("evaluate", **view)
+    if chosen:
+        links.copy_link_ui({k: v for k, v in view.items() if v is not None})
 
 
 def models_ui(entries):
     names = [e.name for e in entries]
     by_name = {e.name: e for e in entries}
-    chosen = st.multiselect("Models (choose several to compare)", names, default=[best_entry(entries).name],
+    links.initial_choice("evaluate", "model", "evaluate_models", lambda chosen: set(chosen) <= set(names),
+                         parse=lambda text: [n for n in text.split(",") if n])
+    default = links.linked("evaluate_models", [best_entry(entries).name])
+    chosen = st.multiselect("Models (choose several to compare)", names, default=default,
                             format_func=lambda n: cache.entry_label(by_name[n]), key="evaluate_models")
     return [by_name[n] for n in chosen]
 
@@ -75,7 +82,7 @@ def single_model_ui(entry):
     metrics_ui(evaluation)
     tabs = st.tabs(["Confusion matrix", "Per class", "Training curves", "Worst mistakes", "Experiments"])
     with tabs[0]:
-        confusion_ui(entry, evaluation)
+        cell = confusion_ui(entry, evaluation)
     with tabs[1]:
         per_class_ui(evaluation)
     with tabs[2]:
@@ -84,6 +91,8 @@ def single_model_ui(entry):
         mistakes_ui(entry, evaluation)
     with tabs[4]:
         experiments_ui(entry)
+    names = evaluation["class_names"]
+    return {"true": names[cell[0]], "pred": names[cell[1]]}
 
 
 def metrics_ui(evaluation):
@@ -124,6 +133,10 @@ def confusion_ui(entry, evaluation):
     chart_key, true_key, pred_key = f"cm_{entry.name}", f"cm_true_{entry.name}", f"cm_pred_{entry.name}"
     _apply_chart_selection(chart_key, true_key, pred_key, n)
     worst_true, worst_pred = most_confused_pair(matrix)
+    for param, key in (("true", true_key), ("pred", pred_key)):
+        links.initial_choice("evaluate", param, key, range(n), parse=links.class_index(class_names),
+                             label=f"{param} class")
+    worst_true, worst_pred = links.linked(true_key, worst_true), links.linked(pred_key, worst_pred)
     left, right = st.columns([3, 2], gap="large")
     with right:
         st.markdown("**Images in a cell** — click a square, or choose:")
@@ -138,6 +151,7 @@ def confusion_ui(entry, evaluation):
         fig = charts.confusion_figure(matrix, class_names, normalise=normalise, selected=(true_class, pred_class))
         st.plotly_chart(fig, on_select="rerun", selection_mode="points", key=chart_key,
                         config={"displayModeBar": False})
+    return true_class, pred_class
 
 
 def cell_images_ui(entry, evaluation, true_class, pred_class):

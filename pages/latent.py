@@ -5,8 +5,9 @@ import streamlit as st
 from fashion_core import latent
 from fashion_core.errors import FashionError
 from fashion_core.latent import MAX_TSNE_ROWS
+from fashion_core.precompute import MAP_SAMPLE
 from fashion_core.registry import default_entry
-from ui import cache, charts, widgets
+from ui import cache, charts, links, widgets
 
 GALLERY_SIZES = {10000: "10,000 images (fast)", 30000: "30,000 images", None: "all images"}
 QUERY_SOURCES = ("Test-set image", "Point clicked on the map", "Upload", "Webcam")
@@ -36,12 +37,16 @@ def main():
         map_ui(entry, gallery_size, labels, data.class_names, method)
     with query_col:
         query = query_ui(entry, data, rows)
+    view = {"model": entry.name, "query": query.get("link") if query else None}
+    links.mirror("latent", **view)
+    links.copy_link_ui({k: v for k, v in view.items() if v is not None})
     if query is not None:
         neighbours_ui(entry, data, query, index, labels, sources, rows, k)
 
 
 def settings_ui(entries):
-    default = default_entry(entries, any_dataset=True).name
+    links.initial_choice("latent", "model", "latent_model", [e.name for e in entries])
+    default = links.linked("latent_model", default_entry(entries, any_dataset=True).name)
     c1, c2, c3, c4 = st.columns([3, 2, 2, 1])
     with c1:
         entry = widgets.model_selector(entries, "Model", key="latent_model", default=default,
@@ -58,7 +63,7 @@ def settings_ui(entries):
 
 
 def map_ui(entry, gallery_size, labels, class_names, method):
-    sample = MAX_TSNE_ROWS if method == "tsne" else min(len(labels), 6000)
+    sample = MAX_TSNE_ROWS if method == "tsne" else min(len(labels), MAP_SAMPLE)
     try:
         coords, points = cache.projection(entry.name, entry.metadata, gallery_size, method, sample)
     except FashionError as exc:
@@ -79,18 +84,29 @@ def _clicked_row():
     return None
 
 
+def _test_index(text):
+    """``test:INDEX`` (the ``query`` link parameter) → INDEX."""
+    kind, _, index = text.partition(":")
+    if kind != "test":
+        raise ValueError(text)
+    return int(index)
+
+
 def query_ui(entry, data, rows):
     """The query: {"image", "label" (or None), "row" (gallery row to exclude or -1), "title"}."""
     clicked = _clicked_row()
     if clicked is not None and st.session_state.get("latent_clicked_applied") != clicked:
         st.session_state["latent_clicked_applied"] = clicked
         st.session_state[SOURCE_KEY] = QUERY_SOURCES[1]
+    links.initial_choice("latent", "query", "latent_test_index", range(len(data.y_test)), parse=_test_index,
+                         label="query image")
     source = st.radio("Query", QUERY_SOURCES, horizontal=True, key=SOURCE_KEY)
     if source == QUERY_SOURCES[0]:
-        i = int(st.number_input("Test-set index", 0, len(data.y_test) - 1, 0, key="latent_test_index",
-                                help=f"0 … {len(data.y_test) - 1}"))
+        i = int(st.number_input("Test-set index", 0, len(data.y_test) - 1, links.linked("latent_test_index", 0),
+                                key="latent_test_index", help=f"0 … {len(data.y_test) - 1}"))
         row = latent.sample_position_of_test_image(data, rows, i)
-        return {"image": data.x_test[i], "label": int(data.y_test[i]), "row": row, "title": f"test image {i}"}
+        return {"image": data.x_test[i], "label": int(data.y_test[i]), "row": row, "title": f"test image {i}",
+                "link": f"test:{i}"}
     if source == QUERY_SOURCES[1]:
         if clicked is None:
             st.info("Click a point on the map to use it as the query.")

@@ -8,11 +8,15 @@ exactly as in the app.
 
 from __future__ import annotations
 
+import pytest
+
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 from tests.helpers import APP, TIMEOUT, assert_clean, start_training
+
+pytestmark = pytest.mark.slow  # trains models: `-m "not slow"` skips it
 
 DEMO_CLASSES = {"bag", "shirt", "trousers"}
 
@@ -45,6 +49,9 @@ def test_demo_catalogue_train_evaluate_classify(registry, tmp_path, monkeypatch)
     at = AppTest.from_function(sidebar_app, default_timeout=TIMEOUT)
     at.run()
     at.sidebar.radio(key="data_source_kind").set_value("demo")
+    at.run()
+    assert not (tmp_path / "studio").exists()  # nothing is written by merely rendering
+    at.sidebar.button(key="make_demo_catalogue").click()
     at.run()
     assert_clean(at)
     assert any("classes: bag,shirt,trousers" in m.value for m in at.markdown)

@@ -5,6 +5,8 @@ from fashion_core import zoo
 from fashion_core.errors import InvalidParameterError
 from fashion_core.training import TrainConfig, TrainingProgress, cross_validate, sweep, train
 
+pytestmark = pytest.mark.slow  # trains models: `-m "not slow"` skips it
+
 
 @pytest.mark.parametrize("arch", ["fashion_net", "seed003_cnn", "seed004_cnn", "conv_autoencoder", "deep_autoencoder_dnn"])
 @pytest.mark.parametrize("shape,classes", [((28, 28, 1), 10), ((32, 32, 3), 4)])

@@ -5,10 +5,11 @@ re-trained or re-imported under the same name is loaded afresh, and a test point
 ``FASHION_MODELS_DIR`` elsewhere never sees another registry's model. TensorFlow is imported
 only inside these functions (the home page must appear fast).
 
-Large arrays (datasets, gallery embeddings, models) are ``st.cache_resource``: shared, never
-copied or pickled on a rerun, and returned read-only. Small results (test-set probabilities, 2-D
-maps) are ``st.cache_data``, keyed by what they are computed from (model key, dataset recipe,
-sample), never by array content. The engine keeps no caches of its own.
+Arrays (datasets, gallery embeddings, test-set probabilities, 2-D maps) and models are
+``st.cache_resource``: shared, never copied or pickled on a rerun, and returned read-only; keyed
+by what they are computed from (model key, dataset recipe, sample), never by array content.
+What a model's artefacts (``fashion_core.precompute``) hold is read from them when they are fresh
+and computed in memory otherwise: nothing here writes. The engine keeps no caches of its own.
 """
 
 from __future__ import annotations
@@ -128,34 +129,66 @@ def encoder(name):
     return _model_resource(model_key(name), "encoder")
 
 
-@st.cache_data(show_spinner="Predicting the test set…", max_entries=8)
-def _test_probabilities(key, spec_json):
-    from fashion_core.predict import predict_probabilities
+def _read_only(*arrays):
+    for array in arrays:
+        if isinstance(array, np.ndarray) and array.flags.writeable:
+            array.flags.writeable = False
+    return arrays if len(arrays) > 1 else arrays[0]
 
-    return predict_probabilities(_model_resource(key, "classifier"), _dataset(spec_json).x_test)
+
+def _entry(key):
+    root, name, _mtime = key
+    return Registry(root).get(name)
 
 
-def test_probabilities(name, metadata):
-    """Probabilities (n_test, n_classes) of a model on its dataset's test set (cached)."""
-    return _test_probabilities(model_key(name), spec_key(model_dataset_spec(metadata)))
+# Stored artefacts (``fashion_core.precompute``) of a model, read once per model file: None when
+# missing or stale, and the pages then compute in memory (never writing).
+@st.cache_resource(max_entries=24)
+def _artefacts(key, with_embeddings):
+    from fashion_core import precompute
+
+    return precompute.load(_entry(key), with_embeddings=with_embeddings)
+
+
+# Shared and read-only (st.cache_resource): a 10,000 x 10 array is never pickled into a rerun.
+@st.cache_resource(show_spinner="Predicting the test set…", max_entries=8)
+def _test_probabilities(key, spec_json, tta=False):
+    stored = _artefacts(key, False)
+    if stored is not None and spec_json == spec_key(model_dataset_spec(_entry(key).metadata)):
+        return stored["tta_probabilities" if tta else "probabilities"]
+    from fashion_core.predict import flip_tta_probabilities, predict_probabilities
+
+    predict = flip_tta_probabilities if tta else predict_probabilities
+    return _read_only(predict(_model_resource(key, "classifier"), _dataset(spec_json).x_test).astype(np.float16))
+
+
+def test_probabilities(name, metadata, tta=False):
+    """Probabilities (n_test, n_classes) float16, read-only, of a model on its dataset's test
+    set (flip-TTA ones with ``tta``): stored with the model when fresh, else computed (cached)."""
+    return _test_probabilities(model_key(name), spec_key(model_dataset_spec(metadata)), tta)
 
 
 # --- latent space --------------------------------------------------------------------------------
 
 
-# ~54 MB for a 70,000-image gallery: a shared resource, not pickled into every rerun.
+# Up to ~54 MB for a 70,000-image gallery: a shared resource, not pickled into every rerun. The
+# default gallery (``precompute.MAP_GALLERY`` rows, seed 0) is read from the stored artefacts
+# (float16, memory-mapped); other sizes, or a model without fresh artefacts, are computed here.
 @st.cache_resource(show_spinner="Embedding the gallery (once per model)…", max_entries=4)
 def _gallery_embeddings(key, spec_json, size, seed):
-    from fashion_core import latent
+    from fashion_core import latent, precompute
 
     data = _dataset(spec_json)
-    images, labels, sources = latent.gallery(data)
+    labels, sources = latent.gallery_labels(data)
+    stored = _artefacts(key, True) if (size, seed) == (precompute.MAP_GALLERY, precompute.GALLERY_SEED) else None
+    if stored is not None and len(labels) > stored["rows"].max(initial=-1):
+        rows = stored["rows"]
+        return _read_only(stored["embeddings"], labels[rows], sources[rows], rows)
     rows = sample_indices(len(labels), size, seed)
     encoder_model, _ = _model_resource(key, "encoder")
-    arrays = latent.embed(encoder_model, images[rows]), labels[rows], np.asarray(sources)[rows], rows
-    for array in arrays:
-        array.flags.writeable = False
-    return arrays
+    embeddings = latent.embed(encoder_model, np.stack([latent.gallery_image(data, int(r)) for r in rows])
+                              if len(rows) < len(labels) else latent.gallery(data)[0])
+    return _read_only(embeddings, labels[rows], sources[rows], rows)
 
 
 def gallery_embeddings(name, metadata, size=None, seed=0):
@@ -169,12 +202,16 @@ def gallery_embeddings(name, metadata, size=None, seed=0):
     return _gallery_embeddings(model_key(name), spec_key(model_dataset_spec(metadata)), size, seed)
 
 
-@st.cache_data(show_spinner="Projecting to 2-D…", max_entries=8)
+@st.cache_resource(show_spinner="Projecting to 2-D…", max_entries=8)
 def _projection(key, spec_json, size, seed, method, sample):
-    from fashion_core import latent
+    from fashion_core import latent, precompute
 
+    stored = _artefacts(key, False)
+    default = (size, seed, method) == (precompute.MAP_GALLERY, precompute.GALLERY_SEED, "pca")
+    if stored is not None and default and sample == len(stored["map_points"]):
+        return stored["map_coords"], stored["map_points"]
     embeddings = _gallery_embeddings(key, spec_json, size, seed)[0]
-    return latent.project_2d(embeddings, method=method, sample=sample, seed=0)
+    return _read_only(*latent.project_2d(embeddings, method=method, sample=sample, seed=0))
 
 
 def projection(name, metadata, size, method, sample, seed=0):

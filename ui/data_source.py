@@ -84,7 +84,9 @@ def _catalogue_spec(path, image_size, color):
 def _demo_ui(image_size, color):
     st.caption("Three classes (bag, shirt, trousers) of simple product shots on white, drawn for you.")
     folder = WORK_DIR / "demo_catalogue"
-    if not folder.is_dir():
+    if not folder.is_dir():  # written on an explicit click only, never during a render
+        if not st.button("Generate the demo catalogue", key="make_demo_catalogue"):
+            return
         from fashion_core.democatalogue import make_demo_catalogue
 
         make_demo_catalogue(folder)

@@ -1,0 +1,181 @@
+"""How fast the studio feels, measured in a real browser against a warm server.
+
+    python -m scripts.studio_timing [--models-dir models] [--repeats 3] [--sessions 8] [--json out.json]
+    python -m scripts.studio_timing --readme          # also rewrite README's studio-timing block
+
+Starts ``streamlit run app.py`` (``scripts.screenshots``), warms it by visiting every page once,
+then measures in fresh browser sessions (Debian's chromium, Playwright):
+
+- per page: seconds from navigation until the page has settled (``wait_until_idle``), median
+  of ``--repeats`` first visits in new sessions;
+- uploads: seconds from one upload on Classify until its answer shows, alone (median of
+  ``--repeats``) and for ``--sessions`` sessions uploading at the same moment (the slowest),
+  and their ratio, measured in the same run;
+- the server's peak resident memory (sampled every 0.2 s through the whole run).
+
+Writes ``artifacts/studio_timing.json``; ``--readme`` regenerates the README block from it. Run it
+on a quiet machine: other work on the CPUs inflates every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import threading
+import time
+from pathlib import Path
+
+from scripts import screenshots
+
+REPO = screenshots.REPO
+PAGES = ["", "evaluate", "latent", "classify", "models", "train"]
+ANSWER = "What the model sees"
+README_START, README_END = "<!-- studio-timing:start -->", "<!-- studio-timing:end -->"
+
+
+class PeakRss:
+    """Samples the server's resident memory in a thread; ``peak_mb`` after ``stop``."""
+
+    def __init__(self, url):
+        self.url, self.peak_mb, self._stop = url, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            rss = screenshots.server_rss_mb(self.url)
+            if rss == rss:  # not NaN
+                self.peak_mb = max(self.peak_mb, rss)
+            self._stop.wait(0.2)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+async def _settle(page, timeout=300):
+    """Async twin of ``screenshots.wait_until_idle``."""
+    await page.wait_for_selector('[data-testid="stMain"] h1', timeout=timeout * 1000)
+    busy = ('[data-testid="stSpinner"], [data-testid="stSkeleton"], '
+            '[data-testid="stApp"][data-test-script-state="running"]')
+    deadline, quiet = time.time() + timeout, 0
+    while time.time() < deadline:
+        quiet = quiet + 1 if await page.locator(busy).count() == 0 else 0
+        if quiet >= 3:
+            return
+        await page.wait_for_timeout(200)
+    raise TimeoutError("the page kept running")
+
+
+async def _visit(browser, url):
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await context.new_page()
+    start = time.perf_counter()
+    await page.goto(url)
+    await _settle(page)
+    # the 3 quiet checks (0.4 s) are not part of the page's time
+    return context, page, time.perf_counter() - start - 0.4
+
+
+async def _upload(page, png):
+    start = time.perf_counter()
+    await page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
+        files=[{"name": "shirt.png", "mimeType": "image/png", "buffer": png}])
+    await page.get_by_text(ANSWER).first.wait_for(timeout=300_000)
+    return time.perf_counter() - start
+
+
+async def _measure(url, repeats, sessions):
+    import shutil
+
+    from playwright.async_api import async_playwright
+
+    png = screenshots.sample_png()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
+                                                   args=screenshots.CHROMIUM_FLAGS)
+        for slug in PAGES:  # warm the server: models, datasets and artefacts loaded once
+            context, _page, _ = await _visit(browser, f"{url}/{slug}")
+            await context.close()
+        settle = {}
+        for slug in PAGES:
+            times = []
+            for _ in range(repeats):
+                context, _page, seconds = await _visit(browser, f"{url}/{slug}")
+                times.append(seconds)
+                await context.close()
+            settle[slug or "home"] = {"median_s": statistics.median(times), "runs_s": times}
+        alone = []
+        for _ in range(repeats):
+            context, page, _ = await _visit(browser, f"{url}/classify")
+            alone.append(await _upload(page, png))
+            await context.close()
+        opened = [await _visit(browser, f"{url}/classify") for _ in range(sessions)]
+        together = await asyncio.gather(*(_upload(page, png) for _context, page, _ in opened))
+        for context, _page, _ in opened:
+            await context.close()
+        await browser.close()
+    one = statistics.median(alone)
+    return settle, {"sessions": sessions, "alone_median_s": one, "alone_runs_s": alone,
+                    "together_s": sorted(together), "slowest_s": max(together), "ratio": max(together) / one}
+
+
+def measure(models_dir, repeats=3, sessions=8):
+    env = {"FASHION_MODELS_DIR": str(models_dir)}
+    with screenshots.streamlit_server(env) as url, PeakRss(url) as rss:
+        settle, uploads = asyncio.run(_measure(url, repeats, sessions))
+    return {"date": time.strftime("%Y-%m-%d"), "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+            "models_dir": str(models_dir), "repeats": repeats, "settle": settle, "uploads": uploads,
+            "peak_rss_mb": rss.peak_mb, "targets": {"settle_s": 3.0, "ratio": 4.0, "peak_rss_mb": 1024}}
+
+
+def readme_block(result):
+    """The README's Markdown block, generated from ``measure``'s result."""
+    u = result["uploads"]
+    rows = "\n".join(f"| {page} | {v['median_s']:.2f} s |" for page, v in result["settle"].items())
+    return (f"{README_START}\nGenerated by `python -m scripts.studio_timing --readme` on {result['date']} "
+            f"({result['machine']['cpu_count']} CPUs; medians of {result['repeats']} first visits in fresh browser "
+            "sessions, warm server).\n\n| page | settles in (target ≤ 3 s) |\n|---|---|\n"
+            f"{rows}\n\n{u['sessions']} sessions uploading a photo on Classify at the same moment: the slowest "
+            f"answer took {u['slowest_s']:.2f} s, {u['ratio']:.1f}× one session alone ({u['alone_median_s']:.2f} s; "
+            f"target ≤ 4×). Server peak resident memory over the whole run: {result['peak_rss_mb']:.0f} MB "
+            f"(target ≤ 1,024 MB).\n{README_END}")
+
+
+def write_readme(result, path=REPO / "README.md"):
+    text = path.read_text()
+    block = readme_block(result)
+    if README_START in text:
+        text = re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _m: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models-dir", default=str(REPO / "models"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--json", default=str(REPO / "artifacts" / "studio_timing.json"))
+    parser.add_argument("--readme", action="store_true", help="rewrite README's studio-timing block")
+    args = parser.parse_args()
+    result = measure(args.models_dir, args.repeats, args.sessions)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    if args.readme:
+        write_readme(result)
+    print(readme_block(result))
+
+
+if __name__ == "__main__":
+    main()
