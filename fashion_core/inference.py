@@ -277,3 +277,28 @@ def _find_autoencoder(registry, entry, image_shape):
         if autoencoder is not None and tuple(autoencoder.inputs[0].shape[1:]) == tuple(image_shape):
             return autoencoder, candidate.metadata["ood"], candidate.name
     return None, None, None
+
+
+def compare_models(classifiers, source, name="image"):
+    """Every classifier's answer for one image: ``(rows, agreement)``.
+
+    ``rows``: one dict per classifier (``model``, ``answer`` — "none of these" or the class —,
+    ``class_name``, ``probability`` (calibrated), ``flagged``, ``note``), or with ``error`` when
+    the image cannot be read. ``agreement``: ``{"agree": bool, "answers": {answer: [models]}}``.
+    """
+    rows = []
+    for classifier in classifiers:
+        try:
+            prediction = classifier.classify(source, top_k=1, name=name)
+        except ImageError as exc:
+            rows.append({"model": classifier.name, "error": str(exc)})
+            continue
+        rows.append({"model": classifier.name,
+                     "answer": "none of these" if prediction.none_of_these else prediction.class_name,
+                     "class_name": prediction.class_name, "probability": prediction.probability,
+                     "flagged": prediction.flagged, "note": "; ".join(prediction.flag_reasons)})
+    answers = {}
+    for row in rows:
+        if "answer" in row:
+            answers.setdefault(row["answer"], []).append(row["model"])
+    return rows, {"agree": len(answers) == 1, "answers": answers}
