@@ -77,22 +77,18 @@ def single_model_ui(entry):
     if evaluation is None:
         return
     metrics_ui(evaluation)
-    tabs = st.tabs(["Confusion matrix", "Per class", "Training curves", "Worst mistakes", "Experiments",
-                    "Calibration", "Suspicious labels"])
-    with tabs[0]:
-        confusion_ui(entry, evaluation)
-    with tabs[1]:
-        per_class_ui(evaluation)
-    with tabs[2]:
-        curves_ui(entry)
-    with tabs[3]:
-        mistakes_ui(entry, evaluation)
-    with tabs[4]:
-        experiments_ui(entry)
-    with tabs[5]:
-        calibration_ui(entry)
-    with tabs[6]:
-        audit_ui()
+    views = {
+        "Confusion matrix": lambda: confusion_ui(entry, evaluation),
+        "Per class": lambda: per_class_ui(evaluation),
+        "Training curves": lambda: curves_ui(entry),
+        "Worst mistakes": lambda: mistakes_ui(entry, evaluation),
+        "Experiments": lambda: experiments_ui(entry),
+        "Calibration": lambda: calibration_ui(entry),
+        "Suspicious labels": audit_ui,
+    }
+    for tab, view in zip(st.tabs(list(views)), views.values()):
+        with tab:
+            view()
 
 
 def metrics_ui(evaluation):
