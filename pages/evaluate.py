@@ -151,18 +151,22 @@ def cell_images_ui(entry, evaluation, true_class, pred_class):
     verdict = "correct" if true_class == pred_class else "mistakes"
     st.caption(f"{count:,} test image(s): true **{class_names[true_class]}**, predicted "
                f"**{class_names[pred_class]}** ({verdict}). Most confident first.")
-    if count == 0:
+    if count == 0 or (loaded := test_set_of(entry)) is None:
         return
-    try:
-        data = cache.model_dataset(entry.metadata)
-        probabilities = cache.test_probabilities(entry.name, entry.metadata)
-    except FashionError as exc:
-        st.error(str(exc))
-        return
+    data, probabilities = loaded
     members = cell_members(probabilities, data.y_test, true_class, pred_class, MAX_CELL_IMAGES)
     images = saliency_or_images(entry, data, members, [pred_class] * len(members), f"cm_saliency_{entry.name}")
     widgets.image_gallery(images, [f"{probabilities[i, pred_class]:.0%} sure" for i in members],
                           columns=4, width=84)
+
+
+def test_set_of(entry):
+    """(dataset, test-set probabilities) of a model (cached), or None after showing the error."""
+    try:
+        return cache.model_dataset(entry.metadata), cache.test_probabilities(entry.name, entry.metadata)
+    except FashionError as exc:
+        st.error(str(exc))
+        return None
 
 
 def saliency_or_images(entry, data, indices, classes, key):
@@ -236,12 +240,9 @@ def experiments_ui(entry):
 
 def calibration_ui(entry):
     """Reliability diagram before / after the temperature, and the coverage vs accuracy slider."""
-    try:
-        data = cache.model_dataset(entry.metadata)
-        probabilities = cache.test_probabilities(entry.name, entry.metadata)
-    except FashionError as exc:
-        st.error(str(exc))
+    if (loaded := test_set_of(entry)) is None:
         return
+    data, probabilities = loaded
     temperature = entry.temperature
     stored = entry.calibration
     report = stored if stored and "bins" in stored else calibration_report(probabilities, data.y_test, temperature)
