@@ -169,3 +169,12 @@ def test_without_images_drops_training_rows(small_dataset):
     assert len(cleaned.y_train) == len(small_dataset.y_train) - 3
     assert cleaned.additions["cleaned"] == {"excluded": 3, "audit": "x"}
     assert len(cleaned.y_test) == len(small_dataset.y_test)
+
+
+def test_calibrate_a_photo_model_on_its_held_out_photos(photo_models, capsys):
+    """Photo models fit their temperature on the validation set their training held out
+    (Fashion-MNIST replay images + held-out photos), never on the test set."""
+    assert cli.main(["calibrate", "sure_sneaker", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["validation_images"] > 0 and payload["test_images"] == 10000
+    assert photo_models.get("sure_sneaker").temperature == pytest.approx(payload["temperature"])
