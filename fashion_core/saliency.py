@@ -21,7 +21,7 @@ import numpy as np
 
 from .data import to_model_input
 from .errors import InvalidParameterError
-from .predict import PREDICT_BATCH, predict_probabilities
+from .predict import PREDICT_BATCH, predict_probabilities, served_probabilities
 
 METHODS = ("auto", "grad_cam", "occlusion")
 # Measured, not assumed (``bench``'s "saliency" block; 200 test images per shipped model):
@@ -228,12 +228,16 @@ def faithfulness(model, images, method="auto", fraction=HIDE_FRACTION, seed=0, f
     x = to_model_input(images)
     if not len(x):
         raise InvalidParameterError("faithfulness needs at least one image.")
-    probabilities = predict_probabilities(model, x)
+
+    def predict(batch):  # the probabilities as served (flip-TTA for models served that way)
+        return served_probabilities(model, batch, flip_tta)
+
+    probabilities = predict(x)
     predicted = probabilities.argmax(axis=1)
     rows = np.arange(len(x))
     maps = saliency_maps(model, x, predicted, method=method, flip_tta=flip_tta)
-    salient = predict_probabilities(model, hide(x, top_mask(maps, fraction, seed)))[rows, predicted]
-    random = predict_probabilities(model, hide(x, random_mask(maps.shape, fraction, seed)))[rows, predicted]
+    salient = predict(hide(x, top_mask(maps, fraction, seed)))[rows, predicted]
+    random = predict(hide(x, random_mask(maps.shape, fraction, seed)))[rows, predicted]
     base = probabilities[rows, predicted]
     drop_salient, drop_random = base - salient, base - random
     return {"method": method_used(model, method), "n": int(len(x)), "hide_fraction": float(fraction),
