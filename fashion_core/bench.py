@@ -8,7 +8,7 @@ JSON keys (``bench --json``, one object; stable names):
 
 - ``date`` (UTC ISO 8601), ``quick`` (bool), ``seconds`` (wall time of the whole benchmark)
 - ``machine``: ``cpu_count``, ``platform``, ``processor``, ``python``, ``tensorflow``, ``keras``
-- ``settings``: ``test_images``, ``repeats``, ``latency_calls``, ``gallery_images``,
+- ``settings``: ``test_images``, ``repeats``, ``latency_calls``, ``gallery_images``, ``saliency_images``,
   ``training_images``, ``photo_images``
 - ``models``: list, one per shipped model: ``name``, ``arch``, ``params``, ``test_accuracy``,
   ``flip_tta_accuracy`` (null where the model does not use flip-TTA), ``images_per_second``
