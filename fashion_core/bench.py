@@ -8,7 +8,7 @@ JSON keys (``bench --json``, one object; stable names):
 
 - ``date`` (UTC ISO 8601), ``quick`` (bool), ``seconds`` (wall time of the whole benchmark)
 - ``machine``: ``cpu_count``, ``platform``, ``processor``, ``python``, ``tensorflow``, ``keras``
-- ``settings``: ``test_images``, ``repeats``, ``latency_calls``, ``gallery_images``,
+- ``settings``: ``test_images``, ``repeats``, ``latency_calls``, ``gallery_images``, ``saliency_images``,
   ``training_images``, ``photo_images``
 - ``models``: list, one per shipped model: ``name``, ``arch``, ``params``, ``test_accuracy``,
   ``flip_tta_accuracy`` (null where the model does not use flip-TTA), ``images_per_second``
@@ -32,6 +32,16 @@ JSON keys (``bench --json``, one object; stable names):
   (one epoch, the first batch — graph tracing — excluded)
 - ``photo_proxy``: ``model``, ``n``, ``clean_accuracy``, ``photo_accuracy``, ``ratio``,
   ``target_ratio`` (synthetic catalogue photos vs clean test images)
+- ``calibration``: ``target_ece``, ``n_bins``, ``models``: one per shipped model: ``name``,
+  ``temperature`` (null when never calibrated: ``python -m fashion_core calibrate NAME``),
+  ``ece_before``, ``ece`` (after the temperature), on the test images as served (flip-TTA
+  where used)
+- ``saliency``: ``model`` (the best Fashion-MNIST model), ``n`` (test images), ``hide_fraction``,
+  ``default_method``, ``share_salient_lowers_more`` (of the default method: share of images where
+  hiding the most salient pixels lowers the predicted class's probability more than hiding a
+  random ``hide_fraction``), ``target_share``, ``methods``: list of ``saliency.faithfulness``
+  results (``method``, ``share_salient_lowers_more``, ``mean_drop_salient``, ``mean_drop_random``,
+  ``seconds``)
 """
 
 from __future__ import annotations
@@ -46,7 +56,7 @@ import numpy as np
 
 from . import zoo
 from .data import FASHION_MNIST_SPEC, load_fashion_mnist, sample_indices, to_model_input
-from .errors import DataError, ModelNotFoundError
+from .errors import DataError, FashionError, ModelNotFoundError
 
 TARGET_SINGLE_P50_MS = 15.0
 TARGET_QUERY_P50_MS = 2.0
@@ -55,12 +65,14 @@ TARGET_PHOTO_RATIO = 0.95
 NEIGHBOURS_K = 10
 SEED003 = "seed003_cnn"
 
+TARGET_ECE = 0.015
+TARGET_SALIENCY_SHARE = 0.80
 PHOTO_TARGETS = {"catalogue": 0.92, "phone": 0.75, "other_flagged": 0.80, "correct_flagged": 0.10}
 
 FULL = {"test_images": None, "repeats": 3, "latency_calls": 300, "gallery_images": None,
-        "training_images": 6000, "photo_images": 2000, "real_photos": None}
+        "training_images": 6000, "photo_images": 2000, "real_photos": None, "saliency_images": 500}
 QUICK = {"test_images": 1000, "repeats": 2, "latency_calls": 50, "gallery_images": 6000,
-         "training_images": 512, "photo_images": 200, "real_photos": 300}
+         "training_images": 512, "photo_images": 200, "real_photos": 300, "saliency_images": 40}
 
 
 def machine_info():
@@ -148,6 +160,43 @@ def bench_models(registry, entries, dataset, test_idx, repeats):
     for row in rows:
         row["speed_vs_seed003"] = row["images_per_second"] / seed003_rate
     return rows, {"source": seed003_source, "images_per_second": seed003_rate}
+
+
+def bench_calibration(registry, entries, dataset, test_idx):
+    """Test-set ECE of every shipped model before and after its stored temperature."""
+    from .calibration import N_BINS, calibration_report
+    from .predict import served_probabilities
+
+    rows = []
+    for entry in entries:
+        model = registry.load_classifier(entry.name)
+        probabilities = served_probabilities(model, dataset.x_test[test_idx], entry.uses_flip_tta)
+        stored = entry.calibration is not None
+        report = calibration_report(probabilities, dataset.y_test[test_idx], entry.temperature)
+        rows.append({"name": entry.name, "temperature": entry.temperature if stored else None,
+                     "ece_before": report["ece_before"], "ece": report["ece"]})
+    return {"target_ece": TARGET_ECE, "n_bins": N_BINS, "models": rows}
+
+
+def bench_saliency(registry, model_name, dataset, images):
+    """Faithfulness of each saliency method on ``images`` seeded test images of ``model_name``."""
+    from .saliency import DEFAULT_METHOD, HIDE_FRACTION, faithfulness
+
+    entry = registry.get(model_name)
+    model = registry.load_classifier(model_name)
+    idx = sample_indices(len(dataset.y_test), images, seed=1)
+    methods = []
+    for method in ("occlusion", "grad_cam"):
+        started = time.perf_counter()
+        try:
+            row = faithfulness(model, dataset.x_test[idx], method=method, flip_tta=entry.uses_flip_tta)
+        except FashionError as exc:  # Grad-CAM on a model without convolutions
+            row = {"method": method, "skipped": str(exc)}
+        methods.append({**row, "seconds": time.perf_counter() - started})
+    default = next(m for m in methods if m["method"] == DEFAULT_METHOD)
+    return {"model": model_name, "n": int(len(idx)), "hide_fraction": HIDE_FRACTION, "default_method": DEFAULT_METHOD,
+            "share_salient_lowers_more": default["share_salient_lowers_more"], "target_share": TARGET_SALIENCY_SHARE,
+            "methods": methods}
 
 
 def _encoded_test_images(dataset, count=20):
@@ -310,6 +359,12 @@ def run_benchmark(quick=False, registry=None, progress=None):
                                      n=settings["photo_images"], seed=0)
     result["photo_proxy"] = {"model": best, **photo, "target_ratio": TARGET_PHOTO_RATIO}
 
+    say(f"calibration: ECE before / after the stored temperature on {len(test_idx)} test images")
+    result["calibration"] = bench_calibration(registry, entries, dataset, test_idx)
+
+    say(f"saliency faithfulness of {best} on {settings['saliency_images']} test images")
+    result["saliency"] = bench_saliency(registry, best, dataset, settings["saliency_images"])
+
     say("nearest neighbours: precision@10 per encoder and query latency")
     result["neighbours"] = bench_neighbours(registry, dataset, settings["gallery_images"], settings["latency_calls"])
     settings["gallery_images"] = result["neighbours"]["gallery_images"]
@@ -363,6 +418,21 @@ def format_report(result):
                      f"(n={r['domains']['phone']['n']}, target ≥ {t['phone']:.0%}); 'other' flagged "
                      f"{_fmt(r['other_flagged'], '.1%')} (target ≥ {t['other_flagged']:.0%}), correct answers flagged "
                      f"{_fmt(r['correct_flagged'], '.1%')} (target ≤ {t['correct_flagged']:.0%})")
+    cal = result.get("calibration")
+    if cal:
+        for r in cal["models"]:
+            lines.append(f"calibration {r['name']:<22} ECE {r['ece_before']:.4f} → {r['ece']:.4f} "
+                         f"(temperature {_fmt(r['temperature'], '.3f')}; target ≤ {cal['target_ece']})")
+    sal = result.get("saliency")
+    if sal:
+        lines.append(f"saliency ({sal['model']}, {sal['n']} test images): hiding the {sal['hide_fraction']:.0%} most salient "
+                     f"pixels lowers the answer more than a random {sal['hide_fraction']:.0%} for "
+                     f"{sal['share_salient_lowers_more']:.1%} of images with {sal['default_method']} "
+                     f"(target ≥ {sal['target_share']:.0%})")
+        for m in sal["methods"]:
+            if "skipped" not in m:
+                lines.append(f"  {m['method']:<10} {m['share_salient_lowers_more']:.1%}  mean drop salient "
+                             f"{m['mean_drop_salient']:.3f} vs random {m['mean_drop_random']:.3f}  ({m['seconds']:.1f} s)")
     tr = result["training"]
     lines.append(f"training fashion_net: {tr['images_per_second']:.0f} img/s (one epoch, {tr['images']} images, batch {tr['batch_size']})")
     lines.append(f"total {result['seconds']:.1f} s")

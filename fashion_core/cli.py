@@ -119,7 +119,11 @@ def cmd_evaluate(args):
 
     result = evaluate_and_store(args.name)
     payload = {"name": args.name, **{k: result[k] for k in ("accuracy", "loss", "top_k_accuracy", "confusion_matrix", "per_class", "macro_f1", "n_samples")}}
+    calibration = result["calibration"]
+    payload["calibration"] = {k: calibration[k] for k in ("ece", "ece_before", "temperature", "bins")}
     lines = [f"{args.name}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on {result['n_samples']} test images",
+             f"calibration: ECE {calibration['ece_before']:.4f} → {calibration['ece']:.4f} at temperature "
+             f"{calibration['temperature']:.3f} ({len(calibration['bins'])} bins)",
              f"{'class':<14}{'precision':>10}{'recall':>8}{'f1':>8}{'specif.':>9}{'support':>9}"]
     for row in result["per_class"]:
         lines.append(f"{row['class']:<14}{row['precision']:>10.3f}{row['recall']:>8.3f}{row['f1']:>8.3f}"
@@ -143,6 +147,46 @@ def cmd_precompute(args):
 
 def _optional_name_argument(parser):
     parser.add_argument("name", nargs="?", help="one model (default: every model in the registry)")
+def cmd_calibrate(args):
+    from .runs import calibrate_and_store
+
+    result = calibrate_and_store(args.name)
+    payload = {"name": args.name, **{k: result[k] for k in ("temperature", "ece_before", "ece", "fitted_on",
+                                                            "validation_images", "test_images", "flip_tta")}}
+    human = (f"{args.name}: temperature {result['temperature']:.3f} fitted on the {result['fitted_on']}; test-set ECE "
+             f"{result['ece_before']:.4f} → {result['ece']:.4f} ({result['test_images']} images); stored in calibration.json")
+    return payload, human
+
+
+def cmd_audit_labels(args):
+    from .audit import audit_labels, check_folds
+    from .registry import Registry, validate_name
+
+    check_folds(args.folds)
+    if args.limit is not None and args.limit < 2:
+        raise CommandError(f"--limit must be at least 2; got {args.limit}.")
+    if args.rows < 1:
+        raise CommandError(f"--rows must be at least 1; got {args.rows}.")
+    name = validate_name(args.name or f"{args.arch}-{args.folds}fold" + (f"-{args.limit}" if args.limit else ""))
+    config = _train_config_for_audit(args)
+    dataset = _dataset_from_args(args)
+    result = audit_labels(dataset, config, folds=args.folds, limit=args.limit, stored_rows=args.rows,
+                          verbose=0 if args.quiet else 1, say=lambda line: print(line, file=sys.stderr))
+    result["name"] = name
+    path = Registry().save_audit(name, result)
+    names = result["class_names"]
+    lines = [f"label audit {name!r} ({result['arch']}, {result['folds']} folds × {result['epochs']} epochs): "
+             f"{result['flagged']} of {result['audited']} training labels flagged; saved to {path}",
+             f"{'rank':>5}{'index':>8}  {'given':<14}{'suggested':<14}{'score':>7}"]
+    for rank, row in enumerate(result["issues"][:20], start=1):
+        lines.append(f"{rank:>5}{row['index']:>8}  {names[row['given']]:<14}{names[row['suggested']]:<14}{row['score']:>7.3f}")
+    return {**result, "path": str(path)}, "\n".join(lines)
+
+
+def _train_config_for_audit(args):
+    from .training import TrainConfig
+
+    return TrainConfig(arch=args.arch, epochs=args.epochs, seed=args.seed, validation_fraction=0.0).resolve()
 
 
 def cmd_cv(args):
@@ -278,6 +322,22 @@ def _sweep_arguments(p):
     _add_dataset_args(p)
 
 
+def _audit_arguments(p):
+    from .audit import DEFAULT_ARCH, DEFAULT_EPOCHS, DEFAULT_FOLDS, STORED_ROWS
+    from .zoo import ARCHITECTURES
+
+    p.add_argument("--arch", default=DEFAULT_ARCH, choices=list(ARCHITECTURES),
+                   help=f"architecture of the fold models (default {DEFAULT_ARCH}: fast)")
+    p.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help=f"k of k-fold (2-20, default {DEFAULT_FOLDS})")
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"epochs per fold model (default {DEFAULT_EPOCHS})")
+    p.add_argument("--limit", type=int, help="audit a seeded sample of this many training images (speed)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", help="save the audit under this name (default: ARCH-Kfold[-LIMIT])")
+    p.add_argument("--rows", type=int, default=STORED_ROWS, help=f"most suspicious rows kept (default {STORED_ROWS})")
+    p.add_argument("--quiet", action="store_true")
+    _add_dataset_args(p)
+
+
 def _no_arguments(p):
     pass
 
@@ -308,6 +368,10 @@ COMMANDS = {
     "evaluate": Command("evaluate a saved model on its dataset's test set", _name_argument, cmd_evaluate),
     "precompute": Command("store what the dashboard's pages need (test probabilities, embeddings, 2-D map)",
                           _optional_name_argument, cmd_precompute),
+    "calibrate": Command("fit a model's confidence temperature on its validation split and store it",
+                         _name_argument, cmd_calibrate),
+    "audit-labels": Command("rank the training labels out-of-fold models dispute (confident learning)",
+                            _audit_arguments, cmd_audit_labels),
     "cv": Command("k-fold cross-validation (seed 003's method)", _cv_arguments, cmd_cv),
     "sweep": Command("compare optimizers and learning rates (seed 000's study)", _sweep_arguments, cmd_sweep),
     "list": Command("list the models in the registry", _no_arguments, cmd_list),

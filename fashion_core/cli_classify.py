@@ -1,4 +1,7 @@
-"""``python -m fashion_core classify PATH... [--model NAME] [--top-k K] [--json]``.
+"""``python -m fashion_core classify PATH... [--model NAME] [--top-k K] [--explain] [--json]``.
+
+``--explain`` adds ``"saliency"`` to each result: an H×W list of floats in [0, 1] at the model's
+input size, aligned with what the model sees (``Classifier.saliency``).
 
 Prints one result per path (class, probability, top-k, keywords, OOD flag and score). A bad
 path gets one line on stderr and an ``error`` entry; the good results are still printed and
@@ -9,6 +12,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from .errors import CommandError, ImageError
 from .preprocess import check_upload_size
@@ -41,6 +46,7 @@ def cmd_classify(args):
 
     if args.top_k < 1:
         raise CommandError(f"--top-k must be at least 1; got {args.top_k}.")
+    explain = args.explain or args.saliency_method is not None
     classifier = Classifier.from_registry(args.model)
     items, read_errors = [], {}
     for i, path in enumerate(args.paths):
@@ -58,7 +64,11 @@ def cmd_classify(args):
             print(f"error: {message}", file=sys.stderr)
             payload.append({"path": path, "error": message})
         else:
-            payload.append({"path": path, **result.to_dict()})
+            row = {"path": path, **result.to_dict()}
+            if explain:
+                saliency = classifier.saliency(result.prepared.model_input, result.class_index, method=args.saliency_method)
+                row["saliency"] = np.round(saliency.astype(float), 4).tolist()
+            payload.append(row)
     return payload, "\n".join(_human_line(row["path"], row) for row in payload), bad > 0
 
 
@@ -66,3 +76,7 @@ def add_arguments(p):
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files (PNG, JPEG, GIF, WebP, ...)")
     p.add_argument("--model", help="registry model name (default: the best Fashion-MNIST model)")
     p.add_argument("--top-k", type=int, default=3, help="how many classes to list per image")
+    p.add_argument("--explain", action="store_true",
+                   help='add "saliency": an HxW map in [0, 1] at the model\'s input size of the pixels that drove the answer')
+    p.add_argument("--saliency-method", choices=["occlusion", "grad_cam", "auto"], default=None,
+                   help="with --explain: occlusion (default, the more faithful), grad_cam (fast) or auto")

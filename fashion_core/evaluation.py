@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .predict import predict_classes, predict_probabilities
+from .calibration import calibration_report
+from .predict import flip_tta_probabilities, predict_probabilities
 
 MAX_MISTAKES_STORED = 500
 
@@ -83,13 +84,20 @@ def evaluate_probabilities(probabilities, y_true, class_names, top_k=(2, 3, 5)):
     }
 
 
-def evaluate_model(model, dataset, tta=False):
-    """Evaluate a classifier on ``dataset``'s test set; with ``tta`` also on flip-TTA predictions."""
+def evaluate_model(model, dataset, tta=False, temperature=1.0):
+    """Evaluate a classifier on ``dataset``'s test set; with ``tta`` also on flip-TTA predictions.
+
+    ``calibration`` (``calibration.calibration_report``) covers the probabilities as served
+    (flip-TTA when ``tta``) with ``temperature`` (1.0: uncalibrated).
+    """
     probs = predict_probabilities(model, dataset.x_test)
     result = evaluate_probabilities(probs, dataset.y_test, dataset.class_names)
     result["dataset"] = dataset.name
+    served = probs
     if tta:
-        result["flip_tta_accuracy"] = float(np.mean(predict_classes(model, dataset.x_test, flip_tta=True) == dataset.y_test))
+        served = flip_tta_probabilities(model, dataset.x_test)
+        result["flip_tta_accuracy"] = float(np.mean(served.argmax(axis=1) == dataset.y_test))
+    result["calibration"] = calibration_report(served, dataset.y_test, temperature)
     return result
 
 

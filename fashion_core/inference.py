@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .calibration import apply_temperature
 from .classes import keywords_for
 from .errors import FashionError, ImageError, ModelNotFoundError
 from .ood import confidence_scores, errors_from_reconstructions, ood_score
@@ -82,6 +83,10 @@ class Classifier:
     photo_trained : bool
         The model learnt from real photos (scenes, beds, floors): a busy background is then no
         reason to doubt its answer.
+    temperature : float
+        Softmax temperature fitted on the validation split (``calibration.json``): the
+        probabilities people read are ``softmax(log p / temperature)``. The "none of these"
+        calibration keeps reading the raw probabilities it was calibrated on.
 
     The out-of-distribution score comes from ``ood``: a reconstruction threshold (with an
     autoencoder) or, for models trained with real photos, a confidence threshold calibrated on
@@ -89,7 +94,7 @@ class Classifier:
     """
 
     def __init__(self, model, class_names, image_shape, *, autoencoder=None, ood=None, name=None,
-                 min_confidence=DEFAULT_MIN_CONFIDENCE, flip_tta=False, photo_trained=False):
+                 min_confidence=DEFAULT_MIN_CONFIDENCE, flip_tta=False, photo_trained=False, temperature=1.0):
         self.model = model
         self.class_names = tuple(class_names)
         self.image_shape = tuple(int(d) for d in image_shape)
@@ -101,6 +106,7 @@ class Classifier:
         self.autoencoder = autoencoder if self.ood and self.ood.get("reconstruction_threshold") else None
         self.ood_source = None  # name of the model whose autoencoder gives the OOD score
         self.flip_tta = bool(flip_tta)
+        self.temperature = float(temperature or 1.0)
         self._forward = compiled_call(model, self.image_shape, flip_tta=self.flip_tta)
         self._reconstruct = compiled_call(self.autoencoder, self.image_shape) if self.autoencoder is not None else None
 
@@ -130,6 +136,7 @@ class Classifier:
             autoencoder, ood_meta, source = _find_autoencoder(registry, entry, image_shape)
         options.setdefault("flip_tta", entry.uses_flip_tta)
         options.setdefault("photo_trained", entry.is_photo_model)
+        options.setdefault("temperature", entry.temperature)
         classifier = cls(model, class_names, image_shape, autoencoder=autoencoder, ood=ood_meta, name=name, **options)
         classifier.ood_source = source if classifier.autoencoder is not None else None
         return classifier
@@ -157,16 +164,18 @@ class Classifier:
         return np.array([ood_score(e, self.ood) for e in errors], dtype=np.float64)
 
     def postprocess(self, probabilities, prepared, top_k=3, ood_score=None):
-        """(K,) probabilities of one image → ``Prediction`` with top-k, keywords and flags.
+        """(K,) probabilities of one image (as ``forward`` returns them) → ``Prediction`` with
+        top-k, keywords and flags; the probabilities shown are calibrated (``temperature``).
 
         ``ood_score`` is computed here from ``prepared`` when not given and an autoencoder is set.
         """
-        probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+        raw = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+        probabilities = self.calibrated(raw)
         k = max(1, min(int(top_k), len(probabilities)))
         order = np.argsort(-probabilities, kind="stable")[:k]
         best = int(order[0])
         if ood_score is None:
-            scores = self.ood_scores(prepared.model_input[None], probabilities[None])
+            scores = self.ood_scores(prepared.model_input[None], raw[None])
             ood_score = None if scores is None else float(scores[0])
         reasons = []
         if prepared.blank:
@@ -190,6 +199,21 @@ class Classifier:
             prepared=prepared,
             class_count=len(self.class_names),
         )
+
+    def calibrated(self, probabilities):
+        """Raw probabilities (..., K) → calibrated ones (the stored temperature applied)."""
+        return apply_temperature(probabilities, self.temperature)
+
+    def saliency(self, model_input, class_index=None, method=None):
+        """(H, W) float map in [0, 1] of the pixels that drove the answer for ``class_index``
+        (default: the predicted class), at this model's input size (``saliency.saliency_maps``)."""
+        from .saliency import DEFAULT_METHOD, saliency_maps
+
+        batch = np.asarray(model_input, dtype=np.float32)[None]
+        if class_index is None:
+            class_index = int(self.forward(batch)[0].argmax())
+        return saliency_maps(self.model, batch, [int(class_index)], method=method or DEFAULT_METHOD,
+                             flip_tta=self.flip_tta)[0]
 
     # --- convenience -----------------------------------------------------------------------------
 
@@ -253,3 +277,28 @@ def _find_autoencoder(registry, entry, image_shape):
         if autoencoder is not None and tuple(autoencoder.inputs[0].shape[1:]) == tuple(image_shape):
             return autoencoder, candidate.metadata["ood"], candidate.name
     return None, None, None
+
+
+def compare_models(classifiers, source, name="image"):
+    """Every classifier's answer for one image: ``(rows, agreement)``.
+
+    ``rows``: one dict per classifier (``model``, ``answer`` — "none of these" or the class —,
+    ``class_name``, ``probability`` (calibrated), ``flagged``, ``note``), or with ``error`` when
+    the image cannot be read. ``agreement``: ``{"agree": bool, "answers": {answer: [models]}}``.
+    """
+    rows = []
+    for classifier in classifiers:
+        try:
+            prediction = classifier.classify(source, top_k=1, name=name)
+        except ImageError as exc:
+            rows.append({"model": classifier.name, "error": str(exc)})
+            continue
+        rows.append({"model": classifier.name,
+                     "answer": "none of these" if prediction.none_of_these else prediction.class_name,
+                     "class_name": prediction.class_name, "probability": prediction.probability,
+                     "flagged": prediction.flagged, "note": "; ".join(prediction.flag_reasons)})
+    answers = {}
+    for row in rows:
+        if "answer" in row:
+            answers.setdefault(row["answer"], []).append(row["model"])
+    return rows, {"agree": len(answers) == 1, "answers": answers}

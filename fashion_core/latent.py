@@ -211,3 +211,33 @@ def sample_reconstructions(autoencoder, images, n=8):
     images = np.asarray(images)
     originals = images[np.linspace(0, len(images) - 1, n).astype(int)]
     return originals, reconstruct(autoencoder, originals)
+
+
+def place_on_map(coords, embeddings, vector, k=5):
+    """Where a new image goes on a 2-D map it was not projected with ("you are here").
+
+    Parameters
+    ----------
+    coords : ndarray of shape (n, 2), the map (``project_2d``'s coordinates)
+    embeddings : ndarray of shape (n, d), the vectors of those same n points
+    vector : ndarray of shape (d,) or (1, d), the new image's embedding
+    k : int, neighbours to place it among
+
+    Returns
+    -------
+    xy : ndarray (2,), the inverse-distance-weighted mean of its ``k`` nearest points' positions
+    (works for PCA and t-SNE alike); neighbours : ndarray (k,) their rows in ``coords``, nearest
+    first.
+    """
+    coords = np.asarray(coords, dtype=np.float64)
+    x = np.asarray(embeddings, dtype=np.float64)
+    v = np.asarray(vector, dtype=np.float64).reshape(-1)
+    if len(coords) != len(x) or len(x) == 0:
+        raise InvalidParameterError(f"need as many map points as embeddings (got {len(coords)} and {len(x)}).")
+    if x.shape[1] != len(v):
+        raise InvalidParameterError(f"the vector has {len(v)} dimensions, the embeddings {x.shape[1]}.")
+    k = max(1, min(int(k), len(x)))
+    distances = np.sqrt(((x - v) ** 2).sum(axis=1))
+    nearest = np.argsort(distances, kind="stable")[:k]
+    weights = 1.0 / (distances[nearest] + 1e-9)
+    return (coords[nearest] * weights[:, None]).sum(axis=0) / weights.sum(), nearest

@@ -63,6 +63,11 @@ def flip_tta_probabilities(model, images):
     return (predict_probabilities(model, images) + predict_probabilities(model, images[:, :, ::-1, :])) / 2
 
 
+def served_probabilities(model, images, flip_tta=False):
+    """Probabilities (N, K) the way the model is served: with flip-TTA when it is evaluated so."""
+    return (flip_tta_probabilities if flip_tta else predict_probabilities)(model, images)
+
+
 def predict_classes(model, images, flip_tta=False):
     """Predicted class indices (N,), with flip-TTA when the model is evaluated that way."""
     return (flip_tta_probabilities if flip_tta else predict_probabilities)(model, images).argmax(axis=1)

@@ -8,6 +8,8 @@ Layout (one folder per model)::
     models/<name>/history.json       training curves per stage
     models/<name>/evaluation.json    test-set evaluation (confusion matrix, per class, mistakes)
     models/<name>/cv.json, sweep.json  optional experiment results
+    models/<name>/calibration.json  temperature fitted on the validation split, test-set ECE
+    models/_audits/<name>.json   saved label audits (scan() skips "_" folders: never a model)
 
 Saving is atomic: everything is written into a hidden temporary folder that is renamed into
 place at the end, so a process killed mid-save leaves no half model in the listing. Loading
@@ -38,6 +40,8 @@ AUTOENCODER_FILE = "autoencoder.keras"
 METADATA_FILE = "metadata.json"
 HISTORY_FILE = "history.json"
 EVALUATION_FILE = "evaluation.json"
+CALIBRATION_FILE = "calibration.json"
+AUDITS_DIR = "_audits"  # scan() skips "_" folders, and no model name can start with "_"
 EXPERIMENT_FILES = {"cv": "cv.json", "sweep": "sweep.json"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_IMPORT_BYTES = 200 * 1024 * 1024
@@ -177,6 +181,22 @@ class ModelEntry:
         return self.metadata.get("flip_tta_accuracy") is not None
 
     @property
+    def calibration(self):
+        """The stored confidence calibration (``calibration.json``: ``temperature``, test-set
+        ``ece`` / ``ece_before``, reliability bins), or None for a model never calibrated."""
+        try:
+            data = json.loads((self.path / CALIBRATION_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    @property
+    def temperature(self):
+        """The softmax temperature served with the model (1.0: uncalibrated)."""
+        value = (self.calibration or {}).get("temperature")
+        return float(value) if isinstance(value, (int, float)) and value > 0 else 1.0
+
+    @property
     def is_photo_model(self):
         """True for a model trained with real photos (``train --photos``)."""
         return is_photo_model(self.metadata)
@@ -278,6 +298,31 @@ class Registry:
     def experiments(self, name):
         """{"cv": ..., "sweep": ...} for whichever experiment files exist."""
         return {k: v for k, f in EXPERIMENT_FILES.items() if (v := self.read_json(name, f)) is not None}
+
+    # --- saved label audits (``audit.audit_labels`` results) -------------------------------------
+
+    def audit_names(self):
+        """Names of the saved label audits, sorted."""
+        folder = self.root / AUDITS_DIR
+        return sorted(p.stem for p in folder.glob("*.json") if NAME_PATTERN.match(p.stem)) if folder.is_dir() else []
+
+    def load_audit(self, name):
+        """A saved label audit; ``ModelNotFoundError`` when there is none of that name."""
+        validate_name(name)
+        try:
+            data = json.loads((self.root / AUDITS_DIR / f"{name}.json").read_text())
+        except (OSError, ValueError):
+            raise ModelNotFoundError(f"no saved label audit named {name!r} in {self.root / AUDITS_DIR}.") from None
+        return data
+
+    def save_audit(self, name, audit):
+        """Store (atomically) a label audit under ``name``; returns its path."""
+        validate_name(name)
+        folder = self.root / AUDITS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.json"
+        write_json_atomic(path, audit)
+        return path
 
     # --- writing -----------------------------------------------------------------------------
 

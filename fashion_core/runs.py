@@ -11,15 +11,15 @@ import platform
 import shlex
 from dataclasses import asdict
 
-import numpy as np
 
 from . import zoo
 from .loaders import load_dataset
 from .errors import DataError
 from .evaluation import evaluate_model
-from .predict import flip_tta_probabilities, predict_probabilities
-from .registry import EVALUATION_FILE, Registry, dataset_metadata, dataset_metadata_fields
-from .training import TrainConfig, train
+from .calibration import calibration_report, fit_temperature
+from .predict import flip_tta_probabilities, predict_probabilities, served_probabilities
+from .registry import CALIBRATION_FILE, EVALUATION_FILE, Registry, dataset_metadata, dataset_metadata_fields
+from .training import train, validation_data
 
 
 def reproduce_command(config, name, dataset_spec, additions=None):
@@ -69,7 +69,10 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
     # ``limit`` only shrinks the training data: the evaluation always covers the dataset's whole
     # test set, so stored mistakes index ``load_dataset(metadata["dataset"]).x_test``.
     use_tta = zoo.get_spec(config.arch).flip_tta if tta is None else tta
-    evaluation = evaluate_model(result.model, dataset, tta=use_tta)
+    trained_on = dataset.subset(config.limit, seed=config.seed) if config.limit else dataset
+    temperature, calibration = fit_calibration(result.model, trained_on, config.validation_fraction, config.seed, use_tta)
+    evaluation = evaluate_model(result.model, dataset, tta=use_tta, temperature=temperature)
+    calibration = {**calibration, **_test_calibration(evaluation)} if calibration else None
     spec = zoo.get_spec(config.arch)
     import keras
 
@@ -100,9 +103,67 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
         metadata["additions"] = dataset.additions
     metadata.update(_ood_calibration(result, dataset, use_tta))
     entry = registry.save(name, result.model, metadata, history=stages, evaluation=evaluation,
-                          autoencoder=result.bundle.autoencoder, overwrite=overwrite)
+                          autoencoder=result.bundle.autoencoder, overwrite=overwrite,
+                          extra_json={CALIBRATION_FILE: calibration} if calibration else None)
     precompute_and_store(name, registry=registry, model=result.model, dataset=dataset)
     return entry, result, evaluation
+
+
+def fit_calibration(model, data, validation_fraction, seed, flip_tta):
+    """``(temperature, facts)``: the softmax temperature fitted on the validation split training
+    held out of ``data`` (``training.validation_data``), never on the test set; ``(1.0, None)``
+    without a validation split."""
+    x_val, y_val = validation_data(data, validation_fraction, seed)
+    if not len(y_val):
+        return 1.0, None
+    temperature = fit_temperature(served_probabilities(model, x_val, flip_tta), y_val)
+    return temperature, {"method": "temperature", "temperature": temperature, "flip_tta": bool(flip_tta),
+                         "fitted_on": f"validation split ({len(y_val)} images, fraction {validation_fraction}, seed {seed})",
+                         "validation_images": int(len(y_val))}
+
+
+def _test_calibration(evaluation):
+    """The test-set part of ``calibration.json``, from an evaluation with a temperature."""
+    report = evaluation["calibration"]
+    return {"test_images": evaluation["n_samples"], **{k: report[k] for k in ("ece", "ece_before", "bins", "bins_before")}}
+
+
+def training_dataset_for(entry):
+    """The data model ``entry`` was trained on, rebuilt from its recipe (``limit`` subset and
+    real photos included), so its validation split is exactly the one training held out."""
+    hp = entry.metadata.get("hyper_parameters") or {}
+    photos = (entry.metadata.get("additions") or {}).get("photos")
+    if photos:
+        from .photos import photo_training_dataset
+
+        shape = tuple(entry.metadata.get("image_shape") or (28, 28, 1))
+        return photo_training_dataset(shape, replay=photos.get("replay", 12000), holdout=photos.get("holdout", 0.15),
+                                      seed=photos.get("seed", hp.get("seed", 0)), outliers=False,
+                                      phone_repeat=photos.get("phone_repeat", 1))
+    data = dataset_for_model(entry)
+    return data.subset(hp["limit"], seed=hp.get("seed", 0)) if hp.get("limit") else data
+
+
+def calibrate_and_store(name, registry=None):
+    """Fit registry model ``name``'s temperature on its training validation split, measure the
+    test-set ECE before and after, and store both in ``calibration.json`` (a side file: the
+    model and its metadata are left as they are). Returns the stored dict."""
+    registry = registry or Registry()
+    entry = registry.get(name)
+    hp = entry.metadata.get("hyper_parameters") or {}
+    model = registry.load_classifier(name)
+    fraction = hp.get("validation_fraction", 0.1)
+    temperature, calibration = fit_calibration(model, training_dataset_for(entry), fraction, hp.get("seed", 0),
+                                               entry.uses_flip_tta)
+    if calibration is None:
+        raise DataError(f"{name} was trained without a validation split (fraction {fraction}): nothing to fit a temperature on.")
+    test = dataset_for_model(entry)
+    evaluation = {"n_samples": int(len(test.y_test)),
+                  "calibration": calibration_report(served_probabilities(model, test.x_test, entry.uses_flip_tta),
+                                                    test.y_test, temperature)}
+    calibration = {**calibration, **_test_calibration(evaluation)}
+    registry.update_json(name, CALIBRATION_FILE, calibration)
+    return calibration
 
 
 def _ood_calibration(result, dataset, tta):
@@ -140,7 +201,7 @@ def evaluate_and_store(name, registry=None, model=None, dataset=None):
     entry = registry.get(name)
     model = registry.load_classifier(name) if model is None else model
     dataset = dataset_for_model(entry) if dataset is None else dataset
-    evaluation = evaluate_model(model, dataset)
+    evaluation = evaluate_model(model, dataset, tta=entry.uses_flip_tta, temperature=entry.temperature)
     registry.update_json(name, EVALUATION_FILE, evaluation)
     registry.update_metadata(name, test_accuracy=evaluation["accuracy"], test_loss=evaluation["loss"])
     precompute_and_store(name, registry=registry, model=model, dataset=dataset)

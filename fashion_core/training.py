@@ -300,6 +300,16 @@ def transfer_weights(source, target):
     return copied
 
 
+def validation_data(data, validation_fraction, seed=0):
+    """``(x_val, y_val)``: the validation images (uint8) and labels training holds out of ``data``
+    (its own ``x_val``, else a seeded stratified share of the training images). Temperature
+    calibration reuses exactly this split."""
+    if data.x_val is not None:
+        return data.x_val, data.y_val
+    _, val_idx = train_validation_split(len(data.y_train), validation_fraction, seed, data.y_train)
+    return data.x_train[val_idx], data.y_train[val_idx]
+
+
 def training_arrays(data, config):
     """(x_train, y_train, x_val, y_val, labels of x_train) as float inputs and (soft) targets.
 

@@ -9,6 +9,8 @@ import streamlit as st
 from fashion_core.errors import ImageError
 from fashion_core.preprocess import MAX_UPLOAD_BYTES
 from fashion_core.registry import default_entry
+from fashion_core.inference import compare_models
+from fashion_core.saliency import overlay
 from ui import cache, charts, links, widgets
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
@@ -26,6 +28,7 @@ def main():
     links.mirror("classify", model=entry.name)
     links.copy_link_ui({"model": entry.name})
     items = inputs_ui()
+    explain, compare = options_ui()
     if not items:
         st.info("Add one or more images above to classify them.")
         return
@@ -37,7 +40,9 @@ def main():
     if len(results) > 1:
         results_table_ui(items, results)
     for i, ((name, _), result) in enumerate(zip(items, results)):
-        result_ui(i, name, result, expanded=len(results) == 1)
+        result_ui(i, name, result, expanded=len(results) == 1, classifier=classifier if explain else None)
+    if compare:
+        compare_all_ui(entries, items)
 
 
 def settings_ui(entries):
@@ -67,15 +72,30 @@ def inputs_ui():
     return items
 
 
-def result_ui(i, name, result, expanded=True):
+def options_ui():
+    """(show saliency, compare all models) toggles."""
+    c1, c2 = st.columns(2)
+    explain = c1.toggle("Show what drove the answer", key="classify_explain",
+                        help="A heat map over what the model sees: bright pixels changed the answer most when hidden "
+                             "(occlusion saliency, checked in `bench`).")
+    compare = c2.toggle("Compare all models", key="classify_compare_all",
+                        help="Every model's answer for the first image, and whether they agree.")
+    return explain, compare
+
+
+def result_ui(i, name, result, expanded=True, classifier=None):
     if isinstance(result, ImageError):
         st.error(f"{name}: {result}")
         return
     with st.expander(f"{name} → {headline(result)}", expanded=expanded):
         c1, c2, c3 = st.columns([2, 1, 3], gap="medium")
         c1.image(result.prepared.original, caption="Your image", width="stretch")
-        c2.image(widgets.to_display(result.prepared.preview, scale=max(1, 112 // result.prepared.preview.shape[1])),
-                 caption="What the model sees", width="stretch")
+        scale = max(1, 112 // result.prepared.preview.shape[1])
+        c2.image(widgets.to_display(result.prepared.preview, scale=scale), caption="What the model sees", width="stretch")
+        if classifier is not None:
+            saliency = classifier.saliency(result.prepared.model_input, result.class_index)
+            c2.image(overlay(result.prepared.preview, saliency, scale=scale),
+                     caption=f"What drove “{result.class_name}” (bright: mattered most)", width="stretch")
         with c3:
             if result.none_of_these:
                 st.markdown("### None of these")
@@ -91,8 +111,32 @@ def result_ui(i, name, result, expanded=True):
                 if result.flagged:
                     st.warning("Not sure about this one: " + "; ".join(result.flag_reasons))
             st.plotly_chart(charts.probability_figure(result.top_k), key=f"probs_{i}", config={"displayModeBar": False})
+            st.caption("Calibrated probabilities: a 90% answer is right about 90% of the time "
+                       "(temperature fitted on held-out validation images).")
             for note in result.prepared.notes:
                 st.caption(note)
+
+
+def compare_all_ui(entries, items):
+    """One row per registry model for the first image, and a line saying whether they agree."""
+    name, data = items[0]
+    classifiers = [c for c in (widgets.loaded_or_error(cache.inference_classifier, e.name) for e in entries) if c is not None]
+    with st.spinner(f"Asking {len(classifiers)} models…"):
+        rows, agreement = compare_models(classifiers, data, name=name)
+    st.subheader(f"All models on {name}")
+    answers = agreement["answers"]
+    if not answers:
+        st.error("No model could read this image.")
+        return
+    if agreement["agree"]:
+        st.success(f"All {sum(len(v) for v in answers.values())} models agree: **{next(iter(answers))}**.")
+    else:
+        st.warning("The models disagree: " + "; ".join(f"**{answer}** ({', '.join(models)})"
+                                                        for answer, models in answers.items()) + ".")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="classify_compare_table", column_config={
+        "probability": st.column_config.ProgressColumn("Confidence", format="percent", min_value=0.0, max_value=1.0),
+        "flagged": st.column_config.CheckboxColumn("Unsure"),
+    })
 
 
 def headline(result):

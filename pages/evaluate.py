@@ -11,10 +11,14 @@ import streamlit as st
 from fashion_core.errors import FashionError
 from fashion_core.evaluation import cell_members, most_confused_pair
 from fashion_core.registry import best_entry
+from fashion_core.calibration import apply_temperature, calibration_report, coverage_accuracy, coverage_curve
 from ui import cache, charts, links, tables, widgets
+from ui.progress import StreamlitProgress
 
 MAX_CELL_IMAGES = 24
 MAX_MISTAKES_SHOWN = 24
+AUDIT_PAGE = 12
+VERDICTS = {"?": "not looked at", "wrong": "label is wrong", "fine": "label is fine"}
 
 
 def main():
@@ -80,18 +84,20 @@ def single_model_ui(entry):
     if evaluation is None:
         return
     metrics_ui(evaluation)
-    tabs = st.tabs(["Confusion matrix", "Per class", "Training curves", "Worst mistakes", "Experiments"])
-    with tabs[0]:
-        cell = confusion_ui(entry, evaluation)
-    with tabs[1]:
-        per_class_ui(evaluation)
-    with tabs[2]:
-        curves_ui(entry)
-    with tabs[3]:
-        mistakes_ui(entry, evaluation)
-    with tabs[4]:
-        experiments_ui(entry)
-    names = evaluation["class_names"]
+    views = {
+        "Confusion matrix": lambda: confusion_ui(entry, evaluation),
+        "Per class": lambda: per_class_ui(evaluation),
+        "Training curves": lambda: curves_ui(entry),
+        "Worst mistakes": lambda: mistakes_ui(entry, evaluation),
+        "Experiments": lambda: experiments_ui(entry),
+        "Calibration": lambda: calibration_ui(entry),
+        "Suspicious labels": audit_ui,
+    }
+    shown = {}
+    for (label, view), tab in zip(views.items(), st.tabs(list(views))):
+        with tab:
+            shown[label] = view()
+    cell, names = shown["Confusion matrix"], evaluation["class_names"]
     return {"true": names[cell[0]], "pred": names[cell[1]]}
 
 
@@ -160,17 +166,34 @@ def cell_images_ui(entry, evaluation, true_class, pred_class):
     verdict = "correct" if true_class == pred_class else "mistakes"
     st.caption(f"{count:,} test image(s): true **{class_names[true_class]}**, predicted "
                f"**{class_names[pred_class]}** ({verdict}). Most confident first.")
-    if count == 0:
+    if count == 0 or (loaded := test_set_of(entry)) is None:
         return
+    data, probabilities = loaded
+    members = cell_members(probabilities, data.y_test, true_class, pred_class, MAX_CELL_IMAGES)
+    images = saliency_or_images(entry, data, members, [pred_class] * len(members), f"cm_saliency_{entry.name}")
+    widgets.image_gallery(images, [f"{probabilities[i, pred_class]:.0%} sure" for i in members],
+                          columns=4, width=84)
+
+
+def test_set_of(entry):
+    """(dataset, test-set probabilities) of a model (cached), or None after showing the error."""
     try:
-        data = cache.model_dataset(entry.metadata)
-        probabilities = cache.test_probabilities(entry.name, entry.metadata)
+        return cache.model_dataset(entry.metadata), cache.test_probabilities(entry.name, entry.metadata)
     except FashionError as exc:
         st.error(str(exc))
-        return
-    members = cell_members(probabilities, data.y_test, true_class, pred_class, MAX_CELL_IMAGES)
-    widgets.image_gallery(data.x_test[members], [f"{probabilities[i, pred_class]:.0%} sure" for i in members],
-                          columns=4, width=84)
+        return None
+
+
+def saliency_or_images(entry, data, indices, classes, key):
+    """The test images ``indices``, or (toggle on) the same with the saliency of ``classes`` over them."""
+    if not st.toggle("Show what drove the answers", key=key,
+                     help="Bright pixels changed the predicted class's probability most when hidden (occlusion)."):
+        return data.x_test[list(indices)]
+    try:
+        return cache.test_saliency_overlays(entry.name, entry.metadata, indices, classes)
+    except FashionError as exc:
+        st.error(str(exc))
+        return data.x_test[list(indices)]
 
 
 def per_class_ui(evaluation):
@@ -205,14 +228,15 @@ def mistakes_ui(entry, evaluation):
     if not mistakes:
         st.success("No mistakes on the test set.")
     elif (data := widgets.loaded_or_error(cache.model_dataset, entry.metadata)) is not None:
-        mistakes_gallery_ui(data, evaluation["class_names"], mistakes)
+        mistakes_gallery_ui(entry, data, evaluation["class_names"], mistakes)
 
 
-def mistakes_gallery_ui(data, names, mistakes):
+def mistakes_gallery_ui(entry, data, names, mistakes):
     shown = [m for m in mistakes if m["index"] < len(data.x_test)][:MAX_MISTAKES_SHOWN]
     st.caption("The most confident wrong answers: true class → predicted class (confidence).")
     widgets.image_gallery(
-        data.x_test[[m["index"] for m in shown]],
+        saliency_or_images(entry, data, [m["index"] for m in shown], [m["predicted"] for m in shown],
+                           f"mistakes_saliency_{entry.name}"),
         [f"{names[m['true']]} → {names[m['predicted']]} ({m['confidence']:.0%})" for m in shown],
         columns=8, width=96,
     )
@@ -227,6 +251,113 @@ def experiments_ui(entry):
     for kind, result in experiments.items():
         st.markdown("**Cross-validation**" if kind == "cv" else "**Optimizer / learning-rate sweep**")
         st.dataframe(tables.experiment_table(kind, result), hide_index=True)
+
+
+def calibration_ui(entry):
+    """Reliability diagram before / after the temperature, and the coverage vs accuracy slider."""
+    if (loaded := test_set_of(entry)) is None:
+        return
+    data, probabilities = loaded
+    temperature = entry.temperature
+    stored = entry.calibration
+    report = stored if stored and "bins" in stored else calibration_report(probabilities, data.y_test, temperature)
+    if stored is None:
+        st.info(f"**{entry.name}** has no fitted temperature yet: its answers are shown as the model gives them. "
+                f"Fit one on its validation split with `python -m fashion_core calibrate {entry.name}`.")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("ECE before", f"{report['ece_before']:.4f}", help="Expected calibration error: the mean gap between "
+              "confidence and accuracy over 15 confidence bins, weighted by images (lower is better).")
+    c2.metric("ECE after", f"{report['ece']:.4f}", delta=f"{report['ece'] - report['ece_before']:+.4f}", delta_color="inverse")
+    c3.metric("Temperature", f"{temperature:.3f}", help="Above 1: the model was over-confident; below 1: under-confident.")
+    st.plotly_chart(charts.reliability_figure(report["bins_before"], report["bins"]), key=f"reliability_{entry.name}")
+    st.markdown("**Only trust answers above a confidence**")
+    calibrated = apply_temperature(probabilities, temperature)
+    threshold = st.slider("Trust answers at or above", 0.0, 0.99, 0.5, 0.01, key=f"trust_{entry.name}", format="%.2f")
+    coverage, accuracy = coverage_accuracy(calibrated, data.y_test, threshold)
+    m1, m2 = st.columns(2)
+    m1.metric("Answers trusted", f"{coverage:.1%}", help="Share of test images whose calibrated confidence reaches the threshold.")
+    m2.metric("Accuracy of those", "–" if accuracy is None else f"{accuracy:.2%}")
+    st.plotly_chart(charts.coverage_figure(coverage_curve(calibrated, data.y_test), threshold), key=f"coverage_{entry.name}")
+
+
+def audit_ui():
+    """Browse a saved label audit, mark each label wrong or fine, and train without the wrong ones."""
+    registry = cache.registry()
+    names = registry.audit_names()
+    if not names:
+        st.info("No saved label audit yet. Rank the training labels that out-of-fold models dispute with "
+                "`python -m fashion_core audit-labels --arch seed003_cnn --folds 3 --epochs 3 --name NAME` "
+                "(add `--data-dir DIR` for a catalogue, `--limit N` for a quick one).")
+        return
+    name = st.selectbox("Saved audit", names, key="audit_name")
+    try:
+        audit = registry.load_audit(name)
+        data = cache.dataset(audit["dataset"])
+    except (FashionError, KeyError) as exc:
+        st.error(f"This audit cannot be shown: {exc}")
+        return
+    classes = audit["class_names"]
+    st.caption(f"**{audit['flagged']:,}** of {audit['audited']:,} training labels of **{audit['dataset_name']}** are "
+               f"disputed by {audit['folds']} out-of-fold {audit['arch']} models ({audit['epochs']} epochs each); "
+               f"the {len(audit['issues'])} most suspicious are kept, most suspicious first. Score: 1 − the "
+               "probability the models give the label.")
+    decisions = dict(audit.get("decisions") or {})
+    issues = [r for r in audit["issues"] if r["index"] < len(data.y_train)]
+    pages = max(1, -(-len(issues) // AUDIT_PAGE))
+    page = int(st.number_input("Page", 1, pages, 1, key=f"audit_page_{name}", help=f"{pages} pages of {AUDIT_PAGE}"))
+    shown = issues[(page - 1) * AUDIT_PAGE: page * AUDIT_PAGE]
+    for start in range(0, len(shown), 4):
+        for col, row in zip(st.columns(4), shown[start: start + 4]):
+            with col:
+                rank = issues.index(row) + 1
+                st.image(widgets.to_display(data.x_train[row["index"]], 3), width=84,
+                         caption=f"#{rank} · image {row['index']} · score {row['score']:.2f}")
+                st.markdown(f"given **{classes[row['given']]}** → suggested **{classes[row['suggested']]}**")
+                key = f"audit_{name}_{row['index']}"
+                saved = decisions.get(str(row["index"]), "?")
+                decisions[str(row["index"])] = st.radio("Verdict", list(VERDICTS), index=list(VERDICTS).index(saved),
+                                                        format_func=VERDICTS.get, key=key, label_visibility="collapsed")
+    wrong = sorted(int(i) for i, v in decisions.items() if v == "wrong")
+    c1, c2 = st.columns([1, 2])
+    if c1.button("Save my verdicts", key="audit_save", icon=":material/save:"):
+        registry.save_audit(name, {**audit, "decisions": {i: v for i, v in decisions.items() if v != "?"}})
+        st.toast(f"Saved: {len(wrong)} label(s) marked wrong.")
+    c2.caption(f"{len(wrong)} label(s) marked wrong so far.")
+    train_cleaned_ui(name, audit, data, wrong)
+
+
+def train_cleaned_ui(name, audit, data, wrong):
+    """Train a model on the audit's dataset without the images whose labels were marked wrong."""
+    from fashion_core.audit import without_images
+    from fashion_core.training import TrainConfig
+    from fashion_core.zoo import ARCHITECTURES, get_spec
+
+    st.markdown("**Train without the wrong ones**")
+    c1, c2, c3, c4 = st.columns([2, 1, 1, 2])
+    archs = list(ARCHITECTURES)
+    arch = c1.selectbox("Architecture", archs, index=archs.index(audit["arch"]) if audit["arch"] in archs else 0,
+                        key="audit_train_arch")
+    epochs = int(c2.number_input("Epochs", 1, 200, int(audit.get("epochs") or 3), key="audit_train_epochs"))
+    limit = int(c3.number_input("Images (0: all)", 0, len(data.y_train), 0, key="audit_train_limit"))
+    model_name = c4.text_input("Name", f"{name}-cleaned", key="audit_train_name")
+    if not st.button("Train without the wrong ones", key="audit_train", type="primary", disabled=not wrong,
+                     help="Leaves out the training images you marked 'label is wrong'; the test set is unchanged."):
+        return
+    from fashion_core.runs import train_and_save
+
+    cleaned = without_images(data, wrong, note={"audit": name})
+    config = TrainConfig(arch=arch, epochs=epochs, limit=limit or None)
+    with st.status(f"Training **{model_name}** without {len(wrong)} wrong label(s)…", expanded=True) as status:
+        try:
+            entry, _result, evaluation = train_and_save(cleaned, config, model_name, registry=cache.registry(),
+                                                        progress=StreamlitProgress(first_stage=get_spec(arch).first_stage))
+        except FashionError as exc:
+            status.update(label="Training could not run", state="error")
+            st.error(str(exc))
+            return
+        status.update(label=f"**{entry.name}** trained on the cleaned data: test accuracy {evaluation['accuracy']:.2%}",
+                      state="complete", expanded=False)
+    st.success(f"Saved **{entry.name}** ({len(wrong)} training image(s) left out); test accuracy {evaluation['accuracy']:.2%}.")
 
 
 # --- several models ------------------------------------------------------------------------------

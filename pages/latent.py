@@ -12,6 +12,7 @@ from ui import cache, charts, links, widgets
 GALLERY_SIZES = {10000: "10,000 images (fast)", 30000: "30,000 images", None: "all images"}
 QUERY_SOURCES = ("Test-set image", "Point clicked on the map", "Upload", "Webcam")
 MAP_KEY, SOURCE_KEY = "latent_map", "latent_query_source"
+HERE_NEIGHBOURS = 5
 
 
 def main():
@@ -24,7 +25,7 @@ def main():
         return
     entry, gallery_size, method, k = settings_ui(entries)
     try:
-        _encoder, description = cache.encoder(entry.name)
+        encoder_model, description = cache.encoder(entry.name)
         data = cache.model_dataset(entry.metadata)
         embeddings, labels, sources, rows = cache.gallery_embeddings(entry.name, entry.metadata, gallery_size)
         index = cache.neighbour_index(entry.name, entry.metadata, gallery_size)
@@ -33,15 +34,16 @@ def main():
         return
     st.caption(f"Vectors: {description}; gallery of {len(labels):,} images from **{data.name}**.")
     map_col, query_col = st.columns([3, 2], gap="large")
-    with map_col:
-        map_ui(entry, gallery_size, labels, data.class_names, method)
     with query_col:
         query = query_ui(entry, data, rows)
+    vector = None if query is None else latent.embed(encoder_model, query["image"][None])
+    with map_col:
+        map_ui(entry, gallery_size, labels, data.class_names, method, embeddings, vector, query)
     view = {"model": entry.name, "query": query.get("link") if query else None}
     links.mirror("latent", **view)
     links.copy_link_ui({k: v for k, v in view.items() if v is not None})
     if query is not None:
-        neighbours_ui(entry, data, query, index, labels, sources, rows, k)
+        neighbours_ui(entry, data, query, vector, index, labels, sources, rows, k)
 
 
 def settings_ui(entries):
@@ -62,16 +64,25 @@ def settings_ui(entries):
     return entry, gallery_size, method, int(k)
 
 
-def map_ui(entry, gallery_size, labels, class_names, method):
+def map_ui(entry, gallery_size, labels, class_names, method, embeddings, vector=None, query=None):
+    """The 2-D map; a query image (``vector``) is drawn on it as a star with lines to its
+    nearest map points ("you are here")."""
     sample = MAX_TSNE_ROWS if method == "tsne" else min(len(labels), MAP_SAMPLE)
     try:
         coords, points = cache.projection(entry.name, entry.metadata, gallery_size, method, sample)
     except FashionError as exc:
         st.error(str(exc))
         return
-    fig = charts.latent_map_figure(coords, labels, points, class_names)
+    here, nearest, label = None, None, None
+    if vector is not None:
+        here, nearest = latent.place_on_map(coords, embeddings[points], vector, k=HERE_NEIGHBOURS)
+        label = "your photo" if query["row"] == -1 else "query"
+    fig = charts.latent_map_figure(coords, labels, points, class_names, here=here, here_neighbours=nearest,
+                                   here_label=label or "you are here")
     st.plotly_chart(fig, on_select="rerun", selection_mode="points", key=MAP_KEY)
-    st.caption(f"{'PCA' if method == 'pca' else 't-SNE'} of {len(points):,} gallery images, coloured by class.")
+    st.caption(f"{'PCA' if method == 'pca' else 't-SNE'} of {len(points):,} gallery images, coloured by class."
+               + (f" The star is {query['title']}, placed among its {HERE_NEIGHBOURS} nearest points on the map "
+                  "(dotted lines)." if here is not None else ""))
 
 
 def _clicked_row():
@@ -128,9 +139,7 @@ def query_ui(entry, data, rows):
     return {"image": prepared.preview, "label": None, "row": -1, "title": upload.name}
 
 
-def neighbours_ui(entry, data, query, index, labels, sources, rows, k):
-    encoder_model, _ = cache.encoder(entry.name)
-    vector = latent.embed(encoder_model, query["image"][None])
+def neighbours_ui(entry, data, query, vector, index, labels, sources, rows, k):
     label = query["label"]
     label_note = "its label"
     if label is None:  # an upload: compare with what the model predicts for it

@@ -103,7 +103,6 @@ def wait_until_idle(page, timeout=180):
 
 def sample_png():
     """A dark shirt-like shape on white, as a product photo would be."""
-    import numpy as np
     from PIL import Image, ImageDraw
 
     image = Image.new("RGB", (160, 160), (250, 250, 250))

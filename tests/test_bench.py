@@ -75,9 +75,25 @@ def test_bench_quick_json(models_env, capsys):
     assert photo["n"] == settings["photo_images"] and photo["model"] == single["model"]
     assert _fraction(photo["clean_accuracy"]) and _fraction(photo["photo_accuracy"]) and photo["ratio"] >= 0
 
+    calibration = result["calibration"]
+    assert calibration["target_ece"] == 0.015 and calibration["n_bins"] == 15
+    assert {r["name"] for r in calibration["models"]} == set(models)
+    for row in calibration["models"]:
+        assert set(row) == {"name", "temperature", "ece_before", "ece"}
+        assert _fraction(row["ece_before"]) and _fraction(row["ece"]) and _finite_positive(row["temperature"])
+
+    saliency = result["saliency"]
+    assert saliency["model"] in models and saliency["n"] == settings["saliency_images"] == 40
+    assert saliency["hide_fraction"] == 0.2 and saliency["target_share"] == 0.8
+    assert saliency["default_method"] == "occlusion" and _fraction(saliency["share_salient_lowers_more"])
+    assert {m["method"] for m in saliency["methods"]} == {"occlusion", "grad_cam"}
+    for method in saliency["methods"]:
+        assert _fraction(method["share_salient_lowers_more"]) and method["seconds"] >= 0
+
 
     table = format_report(result)
     assert "tiny_cnn" in table and "precision@10" in table and "p50" in table and "img/s" in table
+    assert "ECE" in table and "most salient" in table
 
 
 def test_bench_refuses_an_empty_registry(registry, capsys):

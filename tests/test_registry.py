@@ -1,12 +1,10 @@
-import json
-import os
 import zipfile
 
 import numpy as np
 import pytest
 
 from fashion_core.errors import InvalidNameError, ModelFileError, ModelNotFoundError
-from fashion_core.registry import Registry, dataset_metadata, load_keras_file, validate_name
+from fashion_core.registry import dataset_metadata, load_keras_file, validate_name
 
 
 def tiny_model(input_shape=(28, 28, 1), classes=10, lam=False):

@@ -68,3 +68,39 @@ def test_photo_table_from_a_saved_bench_result(seed_table, photo_models, tmp_pat
     text = readme.read_text()
     assert "## Real photos" in text and table in text
     assert "Photo model (ours, `sure_sneaker`)" in text and "the default for uploads and webcam photos" in text
+
+
+def test_trust_table_from_a_saved_bench_result(seed_table, registry, tmp_path):
+    bench = {"date": "2026-11-26T10:00:00+00:00", "quick": False, "machine": {"cpu_count": 2},
+             "settings": {"test_images": 10000},
+             "calibration": {"target_ece": 0.015, "n_bins": 15, "models": [
+                 {"name": "fashion_net", "temperature": 0.654, "ece_before": 0.0818, "ece": 0.0079},
+                 {"name": "plain", "temperature": None, "ece_before": 0.02, "ece": 0.02}]},
+             "saliency": {"model": "fashion_net", "n": 500, "hide_fraction": 0.2, "default_method": "occlusion",
+                          "share_salient_lowers_more": 0.9, "target_share": 0.8, "methods": [
+                              {"method": "occlusion", "share_salient_lowers_more": 0.9, "mean_drop_salient": 0.4,
+                               "mean_drop_random": 0.1, "seconds": 60.0},
+                              {"method": "grad_cam", "share_salient_lowers_more": 0.55, "mean_drop_salient": 0.2,
+                               "mean_drop_random": 0.15, "seconds": 5.0}]}}
+    audit = {"arch": "seed003_cnn", "folds": 3, "epochs": 3, "audited": 60000, "flagged": 2043,
+             "dataset_name": "Fashion-MNIST", "class_names": ["A", "B"], "flagged_per_class": {"A": 2000, "B": 43},
+             "issues": [{"index": 7, "given": 0, "suggested": 1, "score": 0.99, "flagged": True}]}
+    flip = {"images": 20000, "flipped": 1000, "arch": "seed003_cnn", "folds": 3, "epochs": 3,
+            "recall_at_flipped": 0.715, "seconds": 63.0}
+    assert "not measured" in seed_table.render_trust_table(None)
+    table = seed_table.render_trust_table(bench, audit, flip)
+    assert "| `fashion_net` | 0.654 | 0.0818 | 0.0079 | ≤ 0.015 |" in table
+    assert "| `plain` | not fitted |" in table
+    assert "| occlusion (shown) | 90.0% | 0.400 | 0.100 | ≥ 80% |" in table
+    assert "**2,043 of the 60,000**" in table and "| 7 | A | B | 0.990 |" in table
+    assert "71.5% of the 1,000 most suspicious" in table
+    registry.save_audit(seed_table.SHIPPED_AUDIT, audit)
+    readme = tmp_path / "README.md"
+    readme.write_text("# Project\n")
+    (tmp_path / "bench.json").write_text(__import__("json").dumps(bench))
+    (tmp_path / "flip.json").write_text(__import__("json").dumps(flip))
+    args = ["--readme", str(readme), "--models", str(registry.root), "--bench", str(tmp_path / "bench.json"),
+            "--flip", str(tmp_path / "flip.json")]
+    assert seed_table.main(args) == 0 and seed_table.main([*args, "--check"]) == 0
+    text = readme.read_text()
+    assert "## Why did it say that?" in text and table in text

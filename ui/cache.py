@@ -231,3 +231,25 @@ def _neighbour_index(key, spec_json, size, seed):
 def neighbour_index(name, metadata, size=None, seed=0):
     """A ``neighbours.NeighbourIndex`` over the gallery embeddings (cached)."""
     return _neighbour_index(model_key(name), spec_key(model_dataset_spec(metadata)), size, seed)
+
+
+# --- saliency ------------------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner="Working out which pixels mattered…", max_entries=16)
+def _test_saliency_overlays(key, spec_json, indices, classes, method, scale):
+    from fashion_core.saliency import overlay, saliency_maps
+
+    images = _dataset(spec_json).x_test[list(indices)]
+    maps = saliency_maps(_model_resource(key, "classifier"), images, list(classes), method=method)
+    return [overlay(image, heat, scale=scale) for image, heat in zip(images, maps)]
+
+
+def test_saliency_overlays(name, metadata, indices, classes, method=None, scale=3):
+    """Test images ``indices`` of a model's dataset with the saliency of ``classes`` blended over
+    them (uint8 RGB, ``scale`` times larger), cached by model, recipe and the image indices."""
+    from fashion_core.saliency import DEFAULT_METHOD
+
+    return _test_saliency_overlays(model_key(name), spec_key(model_dataset_spec(metadata)),
+                                   tuple(int(i) for i in indices), tuple(int(c) for c in classes),
+                                   method or DEFAULT_METHOD, int(scale))

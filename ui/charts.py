@@ -142,15 +142,64 @@ def validation_curves_figure(histories):
     return fig
 
 
-def latent_map_figure(coords, labels, points, class_names):
+def latent_map_figure(coords, labels, points, class_names, here=None, here_neighbours=None, here_label="you are here"):
     """A 2-D map of gallery embeddings coloured by class; each point's ``customdata`` is its row
-    in ``points`` order (``points``: the gallery rows that were projected)."""
+    in ``points`` order (``points``: the gallery rows that were projected).
+
+    ``here`` (x, y): a query image drawn as a distinct star, with lines to ``here_neighbours``
+    (rows of ``coords``: its nearest map points).
+    """
     fig = go.Figure()
     for c, name in enumerate(class_names):
         members = np.flatnonzero(labels[points] == c)
         fig.add_trace(go.Scattergl(x=coords[members, 0], y=coords[members, 1], mode="markers", name=name,
                                    marker=dict(size=5, opacity=0.7, color=PALETTE[c % len(PALETTE)]),
                                    customdata=points[members], hovertemplate=f"{name}<extra>click: use as query</extra>"))
+    if here is not None:
+        x0, y0 = float(here[0]), float(here[1])
+        xs, ys = [], []
+        for row in (here_neighbours if here_neighbours is not None else []):
+            xs += [x0, float(coords[row, 0]), None]
+            ys += [y0, float(coords[row, 1]), None]
+        if xs:
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#1F2430", width=1.5, dash="dot"),
+                                     hoverinfo="skip", name="its nearest points"))
+        fig.add_trace(go.Scatter(x=[x0], y=[y0], mode="markers+text", text=[here_label], textposition="top center",
+                                 marker=dict(symbol="star", size=22, color="#FFD43B", line=dict(color="#1F2430", width=2)),
+                                 name=here_label, hovertemplate=f"{here_label}<extra></extra>"))
     fig.update_layout(height=520, template="plotly_white", margin=dict(l=10, r=10, t=10, b=10), dragmode="pan",
                       legend=dict(itemsizing="constant"), xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False))
     return fig
+
+
+def reliability_figure(bins_before, bins_after):
+    """Reliability diagram: accuracy against confidence per bin, before and after the
+    temperature, with the diagonal of perfect calibration (``calibration.reliability_bins``)."""
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
+                               line=dict(color="#ADB5BD", dash="dash")))
+    for bins, label, colour in ((bins_before, "before", SECOND), (bins_after, "after temperature", ACCENT)):
+        rows = [b for b in bins or [] if b["count"]]
+        if rows:
+            fig.add_trace(go.Scatter(x=[b["confidence"] for b in rows], y=[b["accuracy"] for b in rows],
+                                     mode="lines+markers", name=label, line=dict(color=colour),
+                                     marker=dict(size=[6 + 14 * np.sqrt(b["count"] / max(r["count"] for r in rows)) for b in rows]),
+                                     customdata=[b["count"] for b in rows],
+                                     hovertemplate="confidence %{x:.1%}<br>accuracy %{y:.1%}<br>%{customdata} images<extra></extra>"))
+    fig.update_layout(xaxis=dict(title="confidence (mean per bin)", range=[0, 1.02], tickformat=".0%"),
+                      yaxis=dict(title="accuracy", range=[0, 1.02], tickformat=".0%"))
+    return _layout(fig, 380)
+
+
+def coverage_figure(curve, threshold=None):
+    """Accuracy and coverage (share answered) against the confidence threshold one trusts."""
+    xs = [r["threshold"] for r in curve]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=xs, y=[r["accuracy"] for r in curve], mode="lines", name="accuracy of trusted answers",
+                             line=dict(color=ACCENT)))
+    fig.add_trace(go.Scatter(x=xs, y=[r["coverage"] for r in curve], mode="lines", name="share of answers trusted",
+                             line=dict(color=SECOND, dash="dash")))
+    if threshold is not None:
+        fig.add_vline(x=float(threshold), line=dict(color="#1F2430", width=1))
+    fig.update_layout(xaxis=dict(title="trust answers at or above this confidence", tickformat=".0%"),
+                      yaxis=dict(range=[0, 1.02], tickformat=".0%"))
+    return _layout(fig, 320)
