@@ -263,7 +263,10 @@ def bench_neighbours(registry, dataset, gallery_limit, calls):
     x_test, y_test = dataset.x_test[test_idx], dataset.y_test[test_idx]
 
     per_encoder, best = [], None
+    same_input = {e.name for e in shipped_models(registry)}  # models that read this dataset's images
     for name, description in encoder_options(registry):
+        if name not in same_input:
+            continue
         encoder, _ = encoder_for(name, registry)
         train_vectors, test_vectors = embed(encoder, x_train), embed(encoder, x_test)
         precision = precision_at_k(NeighbourIndex(train_vectors, y_train), test_vectors, y_test, k=NEIGHBOURS_K)

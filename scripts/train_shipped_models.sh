@@ -28,6 +28,8 @@ if want seed003_cv; then
   run cv --arch seed003_cnn --folds 5 --epochs 10 --save-to seed003_cnn
 fi
 if want photo_net; then  # needs fashion_net (it starts from it) and ../shared/data/real-photos (or FASHION_PHOTOS_DIR)
-  run train --arch fashion_net --epochs 10 --lr 0.001 --image-size 48 --photos --replay 12000 --from fashion_net --name photo_net --overwrite
+  run train --arch fashion_net --epochs 12 --lr 0.001 --image-size 48 --color --photos --replay 20000 --phone-repeat 3 --from fashion_net --name photo_net --overwrite
+  run calibrate photo_net
+  run precompute photo_net
 fi
 echo "== $(date -u +%H:%M:%S) done"

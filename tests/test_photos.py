@@ -280,3 +280,15 @@ def test_bench_photos_without_the_folder_says_why(photo_models, monkeypatch, tmp
     monkeypatch.chdir(tmp_path)
     result = bench_photos(photo_models, limit=10)
     assert "skipped" in result and "labels.csv" in result["skipped"]
+
+
+def test_bench_neighbours_skips_models_that_read_other_images(photo_models, small_dataset):
+    """A 48-px colour photo model beside 28-px models: neighbour search is benchmarked on the
+    28-px images with the models that read them, never by feeding the wrong shape."""
+    from fashion_core.bench import bench_neighbours
+
+    metadata = {"arch": "imported", "dataset": {"kind": "fashion-mnist", "image_size": 32, "color": True},
+                "class_names": list(FASHION_MNIST_CLASSES), "image_shape": [32, 32, 3], "test_accuracy": 0.99}
+    photo_models.save("wide_colour", constant_classifier(np.zeros(10), image_shape=(32, 32, 3)), metadata)
+    result = bench_neighbours(photo_models, small_dataset, gallery_limit=600, calls=5)
+    assert {row["name"] for row in result["per_encoder"]} == {"sure_sneaker", "unsure"}
