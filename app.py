@@ -9,12 +9,12 @@ import streamlit as st
 from ui.data_source import data_source_ui
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
-    st.Page("pages/latent.py", title="Latent space", icon=":material/scatter_plot:"),
-    st.Page("pages/classify.py", title="Classify", icon=":material/photo_camera:"),
-    st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
+    st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("views/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("views/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+    st.Page("views/latent.py", title="Latent space", icon=":material/scatter_plot:"),
+    st.Page("views/classify.py", title="Classify", icon=":material/photo_camera:"),
+    st.Page("views/models.py", title="Models", icon=":material/inventory_2:"),
 ]
 
 

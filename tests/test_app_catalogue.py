@@ -33,11 +33,11 @@ def sidebar_app():
 
 
 def page(name, spec):
-    """The app opened on ``pages/<name>`` with ``spec`` chosen as the data source."""
+    """The app opened on ``views/<name>`` with ``spec`` chosen as the data source."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
     at.session_state["data_spec"] = spec
-    at.switch_page(f"pages/{name}")
+    at.switch_page(f"views/{name}")
     at.run()
     return at
 

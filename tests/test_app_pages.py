@@ -31,21 +31,21 @@ def test_home_without_dataset_explains_how_to_provide_it(registry, monkeypatch, 
     assert not at.exception
     assert any("FASHION_MNIST_DIR" in e.value for e in at.error)
     assert any("How to provide Fashion-MNIST offline" in m.value for m in at.markdown)
-    at.switch_page("pages/models.py")
+    at.switch_page("views/models.py")
     at.run()
     assert not at.exception
     st.cache_resource.clear()
 
 
 def test_empty_registry_pages_point_to_train(registry):
-    for page in ("pages/evaluate.py", "pages/latent.py", "pages/classify.py"):
+    for page in ("views/evaluate.py", "views/latent.py", "views/classify.py"):
         at = open_app(page)
         assert not at.exception
         assert any("no models" in i.value for i in at.info), page
 
 
 def test_train_one_epoch_on_a_subset_registers_a_model(models_env):
-    at = open_app("pages/train.py")
+    at = open_app("views/train.py")
     assert_clean(at)
     start_training(at, "app_trained", limit=500)
     assert "app_trained" in models_env.names()
@@ -55,7 +55,7 @@ def test_train_one_epoch_on_a_subset_registers_a_model(models_env):
 
 
 def test_train_rejects_a_bad_name_before_training(models_env):
-    at = open_app("pages/train.py")
+    at = open_app("views/train.py")
     at.text_input(key="train_name_seed004_cnn").set_value("../escape")
     at.button(key="start_training").click()
     at.run()
@@ -65,7 +65,7 @@ def test_train_rejects_a_bad_name_before_training(models_env):
 
 
 def test_evaluate_a_model_and_pick_a_confusion_cell(models_env):
-    at = open_app("pages/evaluate.py")
+    at = open_app("views/evaluate.py")
     at.multiselect(key="evaluate_models").set_value(["tiny_cnn"])
     at.run()
     assert_clean(at)
@@ -78,7 +78,7 @@ def test_evaluate_a_model_and_pick_a_confusion_cell(models_env):
 
 
 def test_evaluate_compares_two_models(models_env):
-    at = open_app("pages/evaluate.py")
+    at = open_app("views/evaluate.py")
     at.multiselect(key="evaluate_models").set_value(["tiny_cnn", "tiny_ae"])
     at.run()
     assert_clean(at)
@@ -86,7 +86,7 @@ def test_evaluate_compares_two_models(models_env):
 
 
 def test_latent_space_neighbours_of_a_test_image(models_env):
-    at = open_app("pages/latent.py")
+    at = open_app("views/latent.py")
     at.selectbox(key="latent_model").set_value("tiny_ae")
     at.run()
     assert_clean(at)
@@ -99,7 +99,7 @@ def test_latent_space_neighbours_of_a_test_image(models_env):
 
 
 def test_classify_an_uploaded_image_and_a_bad_file(models_env, fashion_mnist):
-    at = open_app("pages/classify.py")
+    at = open_app("views/classify.py")
     assert_clean(at)
     garment = png_bytes(255 - fashion_mnist.x_test[0, ..., 0])  # dark garment on white, like a photo
     uploader = at.get("file_uploader")[0]
@@ -112,7 +112,7 @@ def test_classify_an_uploaded_image_and_a_bad_file(models_env, fashion_mnist):
 
 
 def test_classify_a_webcam_photo(models_env, fashion_mnist):
-    at = open_app("pages/classify.py")
+    at = open_app("views/classify.py")
     at.toggle(key="classify_use_camera").set_value(True)
     at.run()
     buffer = io.BytesIO()
@@ -128,7 +128,7 @@ def test_models_page_deletes_with_confirmation(models_env, small_dataset):
     from fashion_core.training import TrainConfig
 
     train_and_save(small_dataset, TrainConfig(arch="seed003_cnn", epochs=1, limit=200), "to_delete", registry=models_env)
-    at = open_app("pages/models.py")
+    at = open_app("views/models.py")
     assert_clean(at)
     at.selectbox(key="delete_model").set_value("to_delete")
     at.run()

@@ -8,7 +8,7 @@ from tests.helpers import PHOTO_FIXTURES, open_app
 
 
 def classify_page():
-    return open_app("pages/classify.py")
+    return open_app("views/classify.py")
 
 
 def upload(at, *names):

@@ -9,7 +9,7 @@ from tests.helpers import assert_clean, open_app, png_bytes
 
 
 def test_classify_shows_saliency_and_compares_all_models(models_env, fashion_mnist):
-    at = open_app("pages/classify.py")
+    at = open_app("views/classify.py")
     at.selectbox(key="classify_model").set_value("tiny_cnn")
     at.run()
     at.get("file_uploader")[0].set_value([("shirt.png", png_bytes(255 - fashion_mnist.x_test[0, ..., 0]), "image/png")])
@@ -26,7 +26,7 @@ def test_classify_shows_saliency_and_compares_all_models(models_env, fashion_mni
 
 
 def test_evaluate_calibration_tab_and_saliency_on_mistakes(models_env):
-    at = open_app("pages/evaluate.py")
+    at = open_app("views/evaluate.py")
     at.multiselect(key="evaluate_models").set_value(["tiny_cnn"])
     at.run()
     assert_clean(at)
@@ -54,7 +54,7 @@ def _fake_audit(dataset):
 
 def test_audit_tab_marks_labels_and_trains_without_the_wrong_ones(models_env, fashion_mnist):
     models_env.save_audit("fake_audit", _fake_audit(fashion_mnist))
-    at = open_app("pages/evaluate.py")
+    at = open_app("views/evaluate.py")
     at.multiselect(key="evaluate_models").set_value(["tiny_cnn"])
     at.run()
     at.selectbox(key="audit_name").set_value("fake_audit")
@@ -82,7 +82,7 @@ def test_audit_tab_marks_labels_and_trains_without_the_wrong_ones(models_env, fa
 
 
 def test_latent_map_shows_an_uploaded_photo(models_env, fashion_mnist):
-    at = open_app("pages/latent.py")
+    at = open_app("views/latent.py")
     at.selectbox(key="latent_model").set_value("tiny_ae")
     at.run()
     at.radio(key="latent_query_source").set_value("Upload")

@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("fashion_core", "ui", "pages", "scripts", "tests")
+PACKAGES = ("fashion_core", "ui", "views", "scripts", "tests")
 
 
 def module_name(path):
@@ -100,7 +100,7 @@ def test_layers_point_down():
                 assert target_layer == "fashion_core", f"{name} imports {target}"
             if layer == "ui":
                 assert target_layer in ("fashion_core", "ui"), f"{name} imports {target}"
-            if layer == "pages":
+            if layer == "views":
                 assert target_layer in ("fashion_core", "ui"), f"{name} imports {target}"
 
 

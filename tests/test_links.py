@@ -28,7 +28,7 @@ def _notices(at):
     return [c.value for c in at.caption if "link_off" in c.value]
 
 
-@pytest.mark.parametrize("page,key", [("pages/classify.py", "classify_model"), ("pages/latent.py", "latent_model")])
+@pytest.mark.parametrize("page,key", [("views/classify.py", "classify_model"), ("views/latent.py", "latent_model")])
 def test_model_parameter_selects_the_model_and_round_trips(models_env, page, key):
     at = open_with(page, model="tiny_ae")
     assert_clean(at)
@@ -40,7 +40,7 @@ def test_model_parameter_selects_the_model_and_round_trips(models_env, page, key
 
 
 def test_evaluate_opens_the_linked_confusion_cell(models_env):
-    at = open_with("pages/evaluate.py", model="tiny_cnn", true="Shirt", pred="T-shirt/top")
+    at = open_with("views/evaluate.py", model="tiny_cnn", true="Shirt", pred="T-shirt/top")
     assert_clean(at)
     assert at.multiselect(key="evaluate_models").value == ["tiny_cnn"]
     names = models_env.evaluation("tiny_cnn")["class_names"]
@@ -51,7 +51,7 @@ def test_evaluate_opens_the_linked_confusion_cell(models_env):
 
 
 def test_latent_opens_the_linked_test_image(models_env):
-    at = open_with("pages/latent.py", model="tiny_cnn", query="test:5")
+    at = open_with("views/latent.py", model="tiny_cnn", query="test:5")
     assert_clean(at)
     assert at.number_input(key="latent_test_index").value == 5
     assert _param(at, "query") == "test:5"
@@ -59,11 +59,11 @@ def test_latent_opens_the_linked_test_image(models_env):
 
 
 @pytest.mark.parametrize("page,params", [
-    ("pages/classify.py", {"model": "no_such_model"}),
-    ("pages/latent.py", {"model": "tiny_cnn", "query": "test:999999"}),
-    ("pages/latent.py", {"query": "train:abc"}),
-    ("pages/evaluate.py", {"model": "tiny_cnn", "true": "Spaceship", "pred": "42"}),
-    ("pages/evaluate.py", {"model": "tiny_cnn,gone"}),
+    ("views/classify.py", {"model": "no_such_model"}),
+    ("views/latent.py", {"model": "tiny_cnn", "query": "test:999999"}),
+    ("views/latent.py", {"query": "train:abc"}),
+    ("views/evaluate.py", {"model": "tiny_cnn", "true": "Spaceship", "pred": "42"}),
+    ("views/evaluate.py", {"model": "tiny_cnn,gone"}),
 ])
 def test_bad_or_stale_parameters_are_ignored_with_a_notice(models_env, page, params):
     at = open_with(page, **params)

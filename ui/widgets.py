@@ -9,7 +9,7 @@ from fashion_core.data import sample_indices
 from fashion_core.errors import FashionError
 from ui import cache
 
-TRAIN_PAGE = "pages/train.py"
+TRAIN_PAGE = "views/train.py"
 
 
 def no_models_notice():

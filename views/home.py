@@ -23,10 +23,10 @@ def main():
 
 def quick_links_ui():
     cols = st.columns(4)
-    cols[0].page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
-    cols[1].page_link("pages/evaluate.py", label="Evaluate and compare", icon=":material/analytics:")
-    cols[2].page_link("pages/latent.py", label="Explore the latent space", icon=":material/scatter_plot:")
-    cols[3].page_link("pages/classify.py", label="Classify your photos", icon=":material/photo_camera:")
+    cols[0].page_link("views/train.py", label="Train a model", icon=":material/model_training:")
+    cols[1].page_link("views/evaluate.py", label="Evaluate and compare", icon=":material/analytics:")
+    cols[2].page_link("views/latent.py", label="Explore the latent space", icon=":material/scatter_plot:")
+    cols[3].page_link("views/classify.py", label="Classify your photos", icon=":material/photo_camera:")
 
 
 def data_ui():

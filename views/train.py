@@ -168,7 +168,7 @@ def last_run_ui():
     c2.metric("Test loss", f"{run['loss']:.3f}")
     c3.metric("Macro F1", f"{run['macro_f1']:.3f}")
     c4.metric("Training time", f"{run['seconds']:.0f} s")
-    st.page_link("pages/evaluate.py", label=f"Open {run['name']} in Evaluate", icon=":material/analytics:")
+    st.page_link("views/evaluate.py", label=f"Open {run['name']} in Evaluate", icon=":material/analytics:")
     st.plotly_chart(charts.history_figure(run["history"]), key="last_run_history")
     if "autoencoder" in run["history"]:
         st.plotly_chart(charts.reconstruction_figure(run["history"]["autoencoder"]), key="last_run_ae")

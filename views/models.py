@@ -83,7 +83,7 @@ def import_ui():
                 st.error(str(exc))
                 return
         st.success(f"Imported **{entry.name}** for {dataset.name}. Evaluate it on the Evaluate page.")
-        st.page_link("pages/evaluate.py", label="Go to Evaluate", icon=":material/analytics:")
+        st.page_link("views/evaluate.py", label="Go to Evaluate", icon=":material/analytics:")
 
 
 main()
