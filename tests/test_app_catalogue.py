@@ -36,6 +36,10 @@ def page(name, spec):
     """The app opened on ``views/<name>`` with ``spec`` chosen as the data source."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
+    # The sidebar (app.py) runs on every page: choose the demo catalogue there, as a person would.
+    at.session_state["data_source_kind"] = "demo"
+    at.session_state["catalogue_image_size"] = spec["image_size"]
+    at.session_state["catalogue_color"] = spec["color"]
     at.session_state["data_spec"] = spec
     at.switch_page(f"views/{name}")
     at.run()
