@@ -76,7 +76,7 @@ def map_ui(entry, gallery_size, labels, class_names, method, embeddings, vector=
     here, nearest, label = None, None, None
     if vector is not None:
         here, nearest = latent.place_on_map(coords, embeddings[points], vector, k=HERE_NEIGHBOURS)
-        label = "your photo" if query["row"] == -1 else "query"
+        label = "your photo" if query["label"] is None else "query"  # uploads and webcam photos have no label
     fig = charts.latent_map_figure(coords, labels, points, class_names, here=here, here_neighbours=nearest,
                                    here_label=label or "you are here")
     st.plotly_chart(fig, on_select="rerun", selection_mode="points", key=MAP_KEY)
