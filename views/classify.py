@@ -18,9 +18,10 @@ IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
 
 def main():
     st.title(":material/photo_camera: Classify")
-    st.caption("Upload product photos (PNG, JPEG, WebP, BMP or GIF — the first frame) or take one "
-               f"with your webcam, up to {MAX_UPLOAD_BYTES // 2**20} MB each. Photos on a light "
-               "background work best; the image is cropped and converted the way the model expects.")
+    st.caption("Upload photos (PNG, JPEG, WebP, BMP or GIF — the first frame) or take one with your "
+               f"webcam, up to {MAX_UPLOAD_BYTES // 2**20} MB each: one garment per photo, a product "
+               "shot or the garment laid on a bed or the floor. The image is cropped and converted the "
+               "way the model expects; things that are none of its classes are answered \"none of these\".")
     entries = widgets.registry_entries_ui()
     if not entries:
         return
