@@ -35,17 +35,25 @@ def read_npz(path):
         return None
 
 
-def write_npz(path, **arrays):
-    """Write arrays atomically; a cache that cannot be written (read-only disk) is skipped."""
+def _write_atomically(path, write):
+    """``write(handle)`` into a temporary file renamed to ``path``; False (nothing left behind)
+    when the cache cannot be written, e.g. on a read-only disk."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+            write(handle)
         os.replace(tmp, path)
+        return True
     except OSError:
         tmp.unlink(missing_ok=True)
+        return False
+
+
+def write_npz(path, **arrays):
+    """Write arrays atomically; a cache that cannot be written (read-only disk) is skipped."""
+    _write_atomically(path, lambda handle: np.savez(handle, **arrays))
 
 
 def cached_array(key, build):
@@ -60,14 +68,7 @@ def cached_array(key, build):
     except (OSError, ValueError, EOFError):
         pass  # missing or damaged: rebuilt below
     array = build()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-        os.replace(tmp, path)
+    if _write_atomically(path, lambda handle: np.save(handle, array, allow_pickle=False)):
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except OSError:  # a read-only disk: keep the array in memory
-        tmp.unlink(missing_ok=True)
-        array.flags.writeable = False
-        return array
+    array.flags.writeable = False  # a read-only disk: keep the array in memory
+    return array

@@ -23,6 +23,11 @@ from .registry import Registry, default_photo_model_name, model_dataset_spec
 DEFAULT_MIN_CONFIDENCE = 0.5
 
 
+def none_of_these_reason(class_count):
+    """The flag reason of an image that looks like none of a model's classes."""
+    return f"does not look like any of the {class_count} classes"
+
+
 @dataclass
 class Prediction:
     """One classified image.
@@ -46,6 +51,11 @@ class Prediction:
     def none_of_these(self):
         """The image does not look like any of the model's classes (OOD score above 1, or blank)."""
         return self.prepared.blank or (self.ood_score is not None and self.ood_score > 1.0)
+
+    @property
+    def other_reasons(self):
+        """The flag reasons besides "does not look like any of the classes"."""
+        return [r for r in self.flag_reasons if r != none_of_these_reason(self.class_count)]
 
     def to_dict(self):
         """JSON-able dict (without the images)."""
@@ -183,7 +193,7 @@ class Classifier:
         elif prepared.busy_background and not self.photo_trained:
             reasons.append("busy background: not a garment on a plain backdrop")
         if ood_score is not None and ood_score > 1.0:
-            reasons.append(f"does not look like any of the {len(self.class_names)} classes")
+            reasons.append(none_of_these_reason(len(self.class_names)))
         elif probabilities[best] < self.min_confidence and not self.confidence_ood:
             reasons.append(f"low confidence ({probabilities[best]:.0%})")
         class_name = self.class_names[best]

@@ -102,9 +102,8 @@ def result_ui(i, name, result, expanded=True, classifier=None):
                 st.markdown("### None of these")
                 st.warning(f"This does not look like any of the {result.class_count} classes this model knows. "
                            f"The closest is {result.class_name} at {result.probability:.0%}; the scores are below.")
-                other_reasons = [r for r in result.flag_reasons if not r.startswith("does not look like")]
-                if other_reasons:
-                    st.caption("Also: " + "; ".join(other_reasons))
+                if result.other_reasons:
+                    st.caption("Also: " + "; ".join(result.other_reasons))
             else:
                 st.markdown(f"### {result.class_name}")
                 st.markdown(f"**{result.probability:.1%}** sure. Search for: "
