@@ -77,7 +77,23 @@ def _train_config(args):
         fine_tune_epochs=getattr(args, "fine_tune_epochs", None),
         class_weights=getattr(args, "class_weights", False),
         init_from=getattr(args, "init_from", None),
+        build_options=_build_options(getattr(args, "option", None) or []),
     )
+
+
+def _build_options(pairs):
+    """``["width=32", "output=sigmoid"]`` → ``{"width": 32, "output": "sigmoid"}`` (values read
+    as JSON where they parse: numbers, true/false; else as text)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CommandError(f"--option takes KEY=VALUE; got {pair!r}.")
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value
+    return options
 
 
 def cmd_train(args):
@@ -284,6 +300,8 @@ def _train_arguments(p):
     p.add_argument("--class-weights", action="store_true", help="balance classes by weighting the loss")
     p.add_argument("--from", dest="init_from", metavar="MODEL",
                    help="start from this registry model's weights (fine-tuning) instead of random ones")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an architecture option, e.g. output=sigmoid (seed004_cnn) or width=32 (fashion_net)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--record-argv", action="store_true", help=argparse.SUPPRESS)

@@ -7,6 +7,7 @@ or evaluated either way carries the same metadata (including the CLI command tha
 
 from __future__ import annotations
 
+import json
 import platform
 import shlex
 from dataclasses import asdict
@@ -40,6 +41,8 @@ def reproduce_command(config, name, dataset_spec, additions=None):
         parts += ["--class-weights"]
     if config.init_from:
         parts += ["--from", config.init_from]
+    for key, value in sorted((config.build_options or {}).items()):
+        parts += ["--option", f"{key}={json.dumps(value)}"]
     if dataset_spec.get("kind") == "folder":
         parts += ["--data-dir", str(dataset_spec["path"])]
     if dataset_spec.get("kind") == "folder" or dataset_spec.get("image_size"):

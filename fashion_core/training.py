@@ -72,6 +72,7 @@ class TrainConfig:
         else:
             c.pretrain_epochs, c.fine_tune_epochs = 0, 0
         c.patience = max(3, c.epochs // 3) if c.patience is None else c.patience
+        zoo.check_options(c.arch, c.build_options)
         _check_int("epochs", c.epochs, 1, MAX_EPOCHS)
         _check_int("batch size", c.batch_size, 1, MAX_BATCH_SIZE)
         _check_int("pre-training epochs", c.pretrain_epochs, 0, MAX_EPOCHS)

@@ -116,13 +116,21 @@ def build_seed003_cnn(input_shape, num_classes):
 # --- seed 004 ----------------------------------------------------------------------------------
 
 
-def build_seed004_cnn(input_shape, num_classes):
+SEED004_OUTPUTS = ("softmax", "sigmoid")
+
+
+def build_seed004_cnn(input_shape, num_classes, output="softmax"):
     """Seed 004, a small CNN trained with RMSprop (paper: 83.0% test).
 
     Conv32 → MaxPool → Conv64 → MaxPool → Conv64 → Flatten → Dense 64 → 10 outputs, RMSprop
-    lr 1e-4, batch 512, 10 epochs. The paper ends in a *sigmoid* layer trained as if it were a
-    softmax, which is a bug (outputs are not a distribution); we use softmax.
+    lr 1e-4, batch 512, 10 epochs. ``output="sigmoid"`` is the paper's head: a sigmoid layer
+    trained with categorical cross-entropy, which Keras applies to the sigmoid outputs divided
+    by their sum. ``softmax(log σ(z)) = σ(z) / Σ σ(z)`` is exactly that distribution, built from
+    stock layers (loadable in safe mode), so the model still returns probabilities that sum to 1.
+    ``output="softmax"`` (the default) is the usual head.
     """
+    if output not in SEED004_OUTPUTS:
+        raise InvalidParameterError(f"unknown output {output!r}; choose one of: {', '.join(SEED004_OUTPUTS)}.")
     keras = _keras()
     layers = keras.layers
     inputs = keras.Input(shape=input_shape, name="image")
@@ -133,7 +141,12 @@ def build_seed004_cnn(input_shape, num_classes):
     x = layers.Conv2D(64, 3, activation="relu", name="conv3")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(64, activation="relu", name=EMBEDDING_LAYER)(x)
-    return ModelBundle(keras.Model(inputs, _softmax_head(x, num_classes), name="seed004_cnn"))
+    if output == "sigmoid":
+        x = layers.Dense(num_classes, activation="log_sigmoid", name="sigmoid_log")(x)
+        outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    else:
+        outputs = _softmax_head(x, num_classes)
+    return ModelBundle(keras.Model(inputs, outputs, name="seed004_cnn"))
 
 
 # --- seed 000: convolutional autoencoder + classifier -------------------------------------------
@@ -379,6 +392,28 @@ def check_fits(arch, input_shape):
         raise InvalidParameterError(f"{arch} needs images of at least {minimum}x{minimum}; got {height}x{width}.")
     if channels not in (1, 3):
         raise InvalidParameterError(f"images must have 1 or 3 channels; got {channels}.")
+
+
+def build_options_of(arch):
+    """``{option: default}`` an architecture's builder accepts (``--option KEY=VALUE``)."""
+    import inspect
+
+    params = list(inspect.signature(get_spec(arch).builder).parameters.values())[2:]
+    return {p.name: p.default for p in params}
+
+
+def check_options(arch, options):
+    """Refuse an option the architecture does not have, or a value of the wrong kind."""
+    known = build_options_of(arch)
+    for key, value in (options or {}).items():
+        if key not in known:
+            listed = ", ".join(known) or "none"
+            raise InvalidParameterError(f"{arch} has no option {key!r}; its options: {listed}.")
+        default = known[key]
+        if default is not None and isinstance(default, bool) != isinstance(value, bool):
+            raise InvalidParameterError(f"option {key} of {arch} must be {'true/false' if isinstance(default, bool) else type(default).__name__}; got {value!r}.")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)):
+            raise InvalidParameterError(f"option {key} of {arch} must be a number; got {value!r}.")
 
 
 def build(arch, input_shape, num_classes, **options):

@@ -56,3 +56,17 @@ def test_cv_json(registry, capsys):
     assert main(["cv", "--arch", "seed004_cnn", "--folds", "2", "--epochs", "1", "--limit", "300", "--json", "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert len(result["folds"]) == 2 and "mean_test_accuracy" in result and "std_test_accuracy" in result
+
+
+def test_train_option_reaches_the_builder_and_the_command(registry, capsys):
+    code = main(["train", "--arch", "seed004_cnn", "--option", "output=sigmoid", "--epochs", "1", "--limit", "300",
+                 "--name", "sig", "--json", "--quiet"])
+    assert code == 0, capsys.readouterr()
+    entry = registry.get("sig")
+    assert entry.metadata["hyper_parameters"]["build_options"] == {"output": "sigmoid"}
+    assert "--option 'output=\"sigmoid\"'" in entry.metadata["command"]
+    assert registry.load_classifier("sig").get_layer("sigmoid_log") is not None
+    for bad in (["--option", "output"], ["--option", "colour=1"]):
+        result = run_cli("train", "--arch", "seed004_cnn", "--epochs", "1", *bad)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.strip().count("\n") == 0

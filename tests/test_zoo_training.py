@@ -105,3 +105,35 @@ def test_sweep_records_every_run(small_dataset):
 def test_sweep_validates_all_settings_first(small_dataset):
     with pytest.raises(InvalidParameterError):
         sweep(small_dataset, TrainConfig(arch="seed004_cnn", epochs=1, limit=300), optimizers=("adam",), learning_rates=(1e-3, -1))
+
+
+def test_seed004_sigmoid_head_is_the_papers_normalised_sigmoid(tmp_path):
+    """output=sigmoid: probabilities are σ(z)/Σσ(z) of the last dense layer (what Keras'
+    categorical cross-entropy trains on a sigmoid output), they sum to 1, and the file loads in
+    safe mode."""
+    import keras
+
+    from fashion_core.registry import load_keras_file
+
+    model = zoo.build("seed004_cnn", (28, 28, 1), 10, output="sigmoid").classifier
+    x = np.random.rand(3, 28, 28, 1).astype(np.float32)
+    probs = np.asarray(model(x, training=False))
+    logits_model = keras.Model(model.input, model.get_layer("sigmoid_log").input)
+    dense = model.get_layer("sigmoid_log")
+    kernel, bias = dense.get_weights()
+    z = np.asarray(logits_model(x)) @ kernel + bias
+    sigmoid = 1 / (1 + np.exp(-z))
+    np.testing.assert_allclose(probs, sigmoid / sigmoid.sum(axis=1, keepdims=True), atol=1e-5)
+    path = tmp_path / "sigmoid.keras"
+    model.save(path)
+    np.testing.assert_allclose(np.asarray(load_keras_file(path)(x, training=False)), probs, atol=1e-6)
+
+
+def test_build_options_are_checked_against_the_architecture():
+    assert zoo.build_options_of("seed004_cnn") == {"output": "softmax"}
+    TrainConfig(arch="fashion_net", build_options={"width": 16, "random_erasing": False}).resolve()
+    for options in ({"nope": 1}, {"width": "wide"}, {"random_erasing": 3}):
+        with pytest.raises(InvalidParameterError):
+            TrainConfig(arch="fashion_net", build_options=options).resolve()
+    with pytest.raises(InvalidParameterError):
+        zoo.build("seed004_cnn", (28, 28, 1), 10, output="tanh")
