@@ -267,10 +267,10 @@ def cmd_import(args):
 
 
 def cmd_export(args):
-    from .registry import Registry
+    from .export import export_model
 
-    out = Registry().export(args.name, args.out)
-    return {"name": args.name, "path": str(out)}, f"exported {args.name} → {out}"
+    out = export_model(args.name, args.out, args.format)
+    return out, f"exported {args.name} ({args.format}) → {out['path']} (preprocessing: {out['preprocessing']})"
 
 
 def cmd_delete(args):
@@ -367,8 +367,12 @@ def _import_arguments(p):
 
 
 def _export_arguments(p):
+    from .export import FORMATS
+
     p.add_argument("name")
-    p.add_argument("out")
+    p.add_argument("out", help="a file (keras, tflite) or a folder to create (savedmodel)")
+    p.add_argument("--format", default="keras", metavar="|".join(FORMATS),
+                   help="keras (default), savedmodel (TF Serving) or tflite (phones, edge devices)")
 
 
 @dataclass(frozen=True)
@@ -394,7 +398,7 @@ COMMANDS = {
     "sweep": Command("compare optimizers and learning rates (seed 000's study)", _sweep_arguments, cmd_sweep),
     "list": Command("list the models in the registry", _no_arguments, cmd_list),
     "import": Command("add a .keras file to the registry (validated, safe mode)", _import_arguments, cmd_import),
-    "export": Command("copy a model's .keras file out of the registry", _export_arguments, cmd_export),
+    "export": Command("export a model for deployment (.keras, SavedModel or TFLite, + preprocessing.json)", _export_arguments, cmd_export),
     "delete": Command("delete a model from the registry", _name_argument, cmd_delete),
     "classify": Command("classify image files (photos or dataset-style images)", cli_classify.add_arguments,
                         cli_classify.cmd_classify),

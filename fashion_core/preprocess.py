@@ -400,6 +400,32 @@ def _working_copy(pixels):
     return np.stack(planes, axis=-1), 1.0 / scale
 
 
+def recipe(image_shape):
+    """What a deployed model needs to see the pixels this studio's models see: ``prepare_image``'s
+    steps and constants as plain data (written next to an exported model)."""
+    height, width, channels = (int(d) for d in image_shape)
+    return {
+        "input_shape": [height, width, channels],
+        "channels": "rgb" if channels == 3 else "grayscale (ITU-R 601 luminance)",
+        "dtype": "float32",
+        "value_range": [0.0, 1.0],
+        "background": "black (0): the garment is bright on black, as in Fashion-MNIST",
+        "light_background_inversion": {
+            "rule": "if the median luminance of the border ring is above the level, invert (255 - x)",
+            "level": LIGHT_BACKGROUND_LEVEL, "border_fraction": BORDER_FRACTION,
+        },
+        "steps": ["decode, apply EXIF orientation, flatten transparency onto white",
+                  "convert to the model's channels",
+                  "invert a light background (see light_background_inversion)",
+                  "subtract the background level (median of the border ring), clip at 0",
+                  f"crop to the garment (pixels above {FOREGROUND_MIN_LEVEL} and above "
+                  f"{FOREGROUND_RELATIVE_LEVEL:.0%} of the brightest) with a {CROP_MARGIN:.0%} margin",
+                  "pad to a square with black", f"anti-aliased resize to {height}x{width}", "divide by 255"],
+        "passthrough": "an image already at the model's size on a dark background is used as it is",
+        "reference_implementation": "fashion_core.preprocess.prepare_image",
+    }
+
+
 def prepare_image(source, image_shape, name="image"):
     """Run the whole preprocessing path.
 

@@ -379,15 +379,6 @@ class Registry:
         os.replace(entry.path, trash)  # disappears from the listing at once
         shutil.rmtree(trash, ignore_errors=True)
 
-    def export(self, name, destination):
-        """Copy the model's ``.keras`` file to ``destination`` (a file path or a folder)."""
-        entry = self.get(name)
-        destination = Path(destination)
-        if destination.is_dir():
-            destination = destination / f"{name}.keras"
-        shutil.copyfile(entry.model_file, destination)
-        return destination
-
     def import_model(self, source, name, dataset_meta, overwrite=False):
         """Validate a user's ``.keras`` file (safe mode, shape, classes) and add it to the registry.
 

@@ -1,9 +1,11 @@
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fashion_core.errors import InvalidNameError, ModelFileError, ModelNotFoundError
+from fashion_core.export import export_model
 from fashion_core.registry import dataset_metadata, load_keras_file, validate_name
 
 
@@ -33,7 +35,7 @@ def test_round_trip_list_load_export_delete(registry, tmp_path):
     x = np.random.rand(2, 28, 28, 1).astype(np.float32)
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
     assert registry.history("m1")["classifier"]["loss"] == [1.0]
-    out = registry.export("m1", tmp_path)
+    out = Path(export_model("m1", tmp_path, registry=registry)["path"])
     assert out.name == "m1.keras" and zipfile.is_zipfile(out)
     with pytest.raises(InvalidNameError):
         registry.save("m1", model, {})

@@ -1,4 +1,4 @@
-"""Models: import a .keras file, download a model, delete one."""
+"""Models: import a .keras file, download a model (Keras, SavedModel or TFLite), delete one."""
 
 import tempfile
 from pathlib import Path
@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from fashion_core.errors import FashionError
+from fashion_core.export import export_archive
 from fashion_core.registry import dataset_metadata, suggest_name
 from ui import cache, widgets
 from ui.data_source import current_dataset
@@ -38,12 +39,37 @@ def table_ui(entries):
     })
 
 
+EXPORT_FORMATS = {"keras": "Keras 3 (.keras)", "savedmodel": "TensorFlow SavedModel (TF Serving)",
+                  "tflite": "TFLite (phones, edge devices)"}
+
+
 def download_ui(entries):
     st.subheader("Download")
     entry = widgets.model_selector(entries, "Model to download", key="download_model")
-    st.download_button(f"Download {entry.name}.keras", entry.model_file.read_bytes(), file_name=f"{entry.name}.keras",
-                       mime="application/octet-stream", icon=":material/download:", key="download_button")
-    st.caption("The classifier as a Keras 3 file; load it with `keras.saving.load_model`.")
+    fmt = st.radio("Format", list(EXPORT_FORMATS), format_func=EXPORT_FORMATS.get, horizontal=True,
+                   key="download_format")
+    if fmt == "keras":
+        st.download_button(f"Download {entry.name}.keras", entry.model_file.read_bytes(), file_name=f"{entry.name}.keras",
+                           mime="application/octet-stream", icon=":material/download:", key="download_button")
+        st.caption("The classifier as a Keras 3 file; load it with `keras.saving.load_model`. "
+                   "Its preprocessing is in the other formats' `preprocessing.json`.")
+        return
+    prepared = st.session_state.get("download_export")
+    if prepared and prepared[:2] == (entry.name, fmt):
+        st.download_button(f"Download {prepared[2]}", prepared[3], file_name=prepared[2], mime="application/zip",
+                           icon=":material/download:", key="download_export_button")
+    elif st.button(f"Prepare {EXPORT_FORMATS[fmt]}", icon=":material/build:", key="download_prepare"):
+        with st.spinner(f"Converting {entry.name}…"):
+            try:
+                file_name, data = export_archive(entry.name, fmt, registry=cache.registry())
+            except FashionError as exc:
+                st.error(str(exc))
+                return
+        st.session_state["download_export"] = (entry.name, fmt, file_name, data)
+        st.rerun()
+    st.caption("A zip with the model and `preprocessing.json`: input size, channels, light-background "
+               "inversion, class names and temperature — what a deployed model needs to see what the studio sees. "
+               "Same as `python -m fashion_core export NAME PATH --format " + fmt + "`.")
 
 
 def delete_ui(entries):
