@@ -410,6 +410,8 @@ class JobStore:
     def mark_interrupted(self):
         """Store ``interrupted`` for every job that reads so (its worker is gone). Returns their ids."""
         ids = []
+        if not self.root.is_dir():
+            return ids
         with self._locked():
             for job in self.list():
                 stored = self._read(self._folder(job.id))
@@ -540,7 +542,6 @@ class JobRunner:
 
     def start(self):
         if self._thread is None or not self._thread.is_alive():
-            self.store.mark_interrupted()
             self._stop.clear()
             self._thread = threading.Thread(target=self._loop, name="fashion-jobs", daemon=True)
             self._thread.start()
