@@ -87,7 +87,9 @@ def worker_alive(worker):
     if worker.get("host") not in (None, socket.gethostname()):
         return True
     try:
-        return abs(psutil.Process(int(worker["pid"])).create_time() - float(worker["started"])) < 1e-3
+        process = psutil.Process(int(worker["pid"]))
+        same = abs(process.create_time() - float(worker["started"])) < 1e-3
+        return same and process.status() != psutil.STATUS_ZOMBIE  # killed, not yet reaped: gone
     except (psutil.Error, KeyError, TypeError, ValueError):
         return False
 

@@ -123,3 +123,20 @@ def test_the_running_job_shows_live_curves_and_cancel_stops_it(no_runner, regist
         thread.join(30)
     assert no_runner.get(job.id).state == "cancelled"
     assert registry.names() == []
+
+
+def test_a_job_of_a_killed_server_shows_as_interrupted(no_runner, slow_kind):
+    import subprocess
+    import sys
+
+    job = no_runner.submit("slow", {"title": "lost_net"}, owner="a closed tab")
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    no_runner._write({**no_runner.get(job.id).record, "state": "running", "worker": jobs._process_identity(server.pid)})
+    server.kill()
+    server.wait()
+    at = open_app("views/train.py")
+    assert_clean(at)
+    table = next(d.value for d in at.dataframe if "state" in d.value.columns)  # "Recent jobs"
+    row = table[table["job"] == "lost_net"].iloc[0]
+    assert row["state"] == "interrupted" and "server stopped" in row["detail"] and not row["yours"]
+    assert not at.get("plotly_chart")  # nothing shows as running

@@ -7,6 +7,7 @@ sweep results stay with their job and can be stored with a model (shown on Evalu
 """
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from fashion_core import latent, zoo
@@ -138,14 +139,12 @@ def submit_run(dataset, config, name, mode, settings):
 
 @st.fragment(run_every=jobs.REFRESH_SECONDS)
 def jobs_ui():
-    """The running job (live progress, curves, Cancel), the queue with positions, your jobs."""
-    store = jobs.store()
-    everything = store.list()
+    """The running job (live progress, curves, Cancel), the queue with positions, recent jobs."""
+    everything = jobs.store().list()
+    if not everything:
+        return
     running = next((job for job in everything if job.state == RUNNING), None)
     queued = [job for job in everything if job.state == QUEUED]
-    mine = [job for job in everything if jobs.is_mine(job)]
-    if not (running or queued or mine):
-        return
     st.subheader("Jobs")
     if running:
         running_job_ui(running)
@@ -155,11 +154,17 @@ def jobs_ui():
             c1, c2 = st.columns([5, 1], vertical_alignment="center")
             c1.markdown(f"{position}. **{job.title}** · {job.label}{' · yours' if jobs.is_mine(job) else ''}")
             cancel_button(c2, job)
-    ended = [job for job in mine if job.state in ENDED]
-    if ended:
-        with st.expander(f"Your finished jobs ({len(ended)})", expanded=False):
-            for job in reversed(ended):
-                st.markdown(f"{jobs.STATE_ICONS[job.state]} **{job.title}** · {job.label} · {jobs.status_line(job)}")
+    recent_jobs_ui(everything)
+
+
+def recent_jobs_ui(everything):
+    """Every recent job, everyone's (a reload starts a new session: find your job here)."""
+    ended = [job for job in everything if job.state in ENDED]
+    with st.expander(f"Recent jobs ({len(ended)} finished)", expanded=False):
+        rows = [{"submitted": pd.Timestamp(job.submitted_at, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M"),
+                 "job": job.title, "kind": job.label, "state": job.state, "yours": jobs.is_mine(job),
+                 "detail": jobs.status_line(job).replace("**", "")} for job in reversed(everything)]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="recent_jobs")
 
 
 def running_job_ui(job):
