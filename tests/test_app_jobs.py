@@ -140,3 +140,25 @@ def test_a_job_of_a_killed_server_shows_as_interrupted(no_runner, slow_kind):
     row = table[table["job"] == "lost_net"].iloc[0]
     assert row["state"] == "interrupted" and "server stopped" in row["detail"] and not row["yours"]
     assert not at.get("plotly_chart")  # nothing shows as running
+
+
+def test_a_finished_cross_validation_is_shown_and_kept_with_a_model(no_runner, registry):
+    from fashion_core.classes import FASHION_MNIST_CLASSES
+    from fashion_core.registry import EXPERIMENT_FILES
+    from fashion_core.training import TrainConfig
+    from tests.helpers import constant_classifier
+
+    registry.save("cnn", constant_classifier([0.0] * 10), {"arch": "seed004_cnn", "class_names": list(FASHION_MNIST_CLASSES)})
+    params = {**jobs.train_params({"kind": "fashion-mnist"}, TrainConfig(arch="seed004_cnn", epochs=1), None), "folds": 2}
+    job = no_runner.submit("cv", params, owner="a closed tab")
+    folds = [{"fold": i, "train_accuracy": 0.9, "test_accuracy": 0.8, "epochs_run": 1, "seconds": 1.0} for i in (1, 2)]
+    result = {"arch": "seed004_cnn", "folds": folds, "mean_test_accuracy": 0.8, "std_test_accuracy": 0.0,
+              "mean_train_accuracy": 0.9, "std_train_accuracy": 0.0, "config": params["config"], "dataset_name": "Fashion-MNIST"}
+    no_runner.claim_next()
+    no_runner.finish(job.id, "done", result=result)
+    at = open_app("views/train.py")
+    assert_clean(at)
+    assert any("**Cross-validation**" in m.value for m in at.markdown)
+    at.button(key=f"keep_button_cv_{job.id}").click()
+    at.run()
+    assert registry.read_json("cnn", EXPERIMENT_FILES["cv"])["folds"] == folds

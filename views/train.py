@@ -246,7 +246,7 @@ def experiments_ui():
             keep_with_model_ui(job.id, kind, result, entries)
 
 
-def keep_with_model_ui(i, kind, result, entries):
+def keep_with_model_ui(job_id, kind, result, entries):
     """Store an experiment's results with a model of the same architecture (shown on Evaluate)."""
     same_arch = [e for e in entries if e.metadata.get("arch") == result["arch"]]
     if not same_arch:
@@ -254,8 +254,8 @@ def keep_with_model_ui(i, kind, result, entries):
         return
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     with c1:
-        entry = widgets.model_selector(same_arch, "Keep these results with model", key=f"keep_{kind}_{i}")
-    if c2.button("Keep", key=f"keep_button_{kind}_{i}"):
+        entry = widgets.model_selector(same_arch, "Keep these results with model", key=f"keep_{kind}_{job_id}")
+    if c2.button("Keep", key=f"keep_button_{kind}_{job_id}"):
         try:
             cache.registry().update_json(entry.name, EXPERIMENT_FILES[kind], result)
         except FashionError as exc:
