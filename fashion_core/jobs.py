@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import FashionError, InvalidNameError, InvalidParameterError
-from .registry import JOBS_DIR, Registry, validate_name, write_json_atomic
+from .registry import JOBS_DIR, Registry, write_json_atomic
 from .training import TrainConfig, TrainingCancelled, TrainingProgress, sweep_grid
 
 try:  # POSIX: the kernel drops the lock when its process dies, whatever the cause
