@@ -1,12 +1,13 @@
 """Fashion Studio: the dashboard's entry point (``streamlit run app.py``).
 
-Declares the pages, the shared sidebar (data source) and the page settings. TensorFlow is never
+Declares the pages, the shared sidebar (data source, background jobs) and the page settings. TensorFlow is never
 imported here: pages import it lazily through ``ui.cache`` so the home page appears fast.
 """
 
 import streamlit as st
 
 from ui.data_source import data_source_ui
+from ui.jobs import job_indicator_ui
 
 PAGES = [
     st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
@@ -23,6 +24,7 @@ def main():
     page = st.navigation(PAGES)
     data_source_ui()
     page.run()
+    job_indicator_ui()  # after the page: it already shows a job the page just submitted or cancelled
 
 
 main()

@@ -10,6 +10,7 @@ Layout (one folder per model)::
     models/<name>/cv.json, sweep.json  optional experiment results
     models/<name>/calibration.json  temperature fitted on the validation split, test-set ECE
     models/_audits/<name>.json   saved label audits (scan() skips "_" folders: never a model)
+    models/_jobs/<id>/           background jobs' state (``jobs.JobStore``; never a model)
 
 Saving is atomic: everything is written into a hidden temporary folder that is renamed into
 place at the end, so a process killed mid-save leaves no half model in the listing. Loading
@@ -42,6 +43,7 @@ HISTORY_FILE = "history.json"
 EVALUATION_FILE = "evaluation.json"
 CALIBRATION_FILE = "calibration.json"
 AUDITS_DIR = "_audits"  # scan() skips "_" folders, and no model name can start with "_"
+JOBS_DIR = "_jobs"  # background jobs' state (``jobs.JobStore``), never a model
 EXPERIMENT_FILES = {"cv": "cv.json", "sweep": "sweep.json"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_IMPORT_BYTES = 200 * 1024 * 1024

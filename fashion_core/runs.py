@@ -20,7 +20,7 @@ from .evaluation import evaluate_model
 from .calibration import calibration_report, fit_temperature
 from .predict import flip_tta_probabilities, predict_probabilities, served_probabilities
 from .registry import CALIBRATION_FILE, EVALUATION_FILE, Registry, dataset_metadata, dataset_metadata_fields
-from .training import train, validation_data
+from .training import TrainingCancelled, train, validation_data
 
 
 def reproduce_command(config, name, dataset_spec, additions=None):
@@ -62,13 +62,16 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
                    command=None, tta=None):
     """Train, evaluate on the test set and save atomically. Returns ``(entry, result, evaluation)``.
 
-    The name is validated *before* training so a bad name never costs a training run.
+    The name is validated *before* training so a bad name never costs a training run. A run
+    whose ``progress.should_stop()`` is true after training raises ``TrainingCancelled`` and
+    saves nothing.
     """
     registry = registry or Registry()
     registry.check_name_free(name, overwrite)
     config = config.resolve()
     init_model = registry.load_classifier(config.init_from) if config.init_from else None
     result = train(dataset, config, progress=progress, verbose=verbose, init_model=init_model)
+    _check_not_stopped(progress)
     # ``limit`` only shrinks the training data: the evaluation always covers the dataset's whole
     # test set, so stored mistakes index ``load_dataset(metadata["dataset"]).x_test``.
     use_tta = zoo.get_spec(config.arch).flip_tta if tta is None else tta
@@ -105,11 +108,19 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
     if dataset.additions:
         metadata["additions"] = dataset.additions
     metadata.update(_ood_calibration(result, dataset, use_tta))
+    _check_not_stopped(progress)
     entry = registry.save(name, result.model, metadata, history=stages, evaluation=evaluation,
                           autoencoder=result.bundle.autoencoder, overwrite=overwrite,
                           extra_json={CALIBRATION_FILE: calibration} if calibration else None)
     precompute_and_store(name, registry=registry, model=result.model, dataset=dataset)
     return entry, result, evaluation
+
+
+def _check_not_stopped(progress):
+    """A run asked to stop (``progress.should_stop()``: a background job's Cancel) registers
+    nothing, even when the request comes after training, before the save."""
+    if progress is not None and progress.should_stop():
+        raise TrainingCancelled("stopped before saving")
 
 
 def fit_calibration(model, data, validation_fraction, seed, flip_tta):

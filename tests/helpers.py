@@ -32,9 +32,10 @@ def assert_clean(at):
     assert not at.error, [e.value for e in at.error]
 
 
-def start_training(at, name, arch="seed004_cnn", epochs=1, limit=None):
+def start_training(at, name, arch="seed004_cnn", epochs=1, limit=None, wait=True):
     """On the Train page: choose ``arch`` and ``epochs`` (and a subset of ``limit`` images),
-    name the model, start training and check the page shows no error."""
+    name the model, start training and check the page shows no error; with ``wait``, wait for
+    the background job (run by the app's runner thread) to end and rerun the page."""
     at.selectbox(key="train_arch").set_value(arch)
     at.run()
     at.number_input(key=f"train_epochs_{arch}").set_value(epochs)
@@ -46,6 +47,23 @@ def start_training(at, name, arch="seed004_cnn", epochs=1, limit=None):
     at.button(key="start_training").click()
     at.run()
     assert_clean(at)
+    if wait:
+        wait_for_jobs()
+        at.run()
+        assert_clean(at)
+
+
+def wait_for_jobs(timeout=600):
+    """Wait until no job of the registry in use (``FASHION_MODELS_DIR``) is queued or running."""
+    import time
+
+    from fashion_core.jobs import JobStore
+
+    store = JobStore.for_registry()
+    deadline = time.time() + timeout
+    while any(job.state in ("queued", "running") for job in store.list()):
+        assert time.time() < deadline, "the job did not end"
+        time.sleep(0.2)
 
 
 def png_bytes(array):

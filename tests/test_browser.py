@@ -47,3 +47,91 @@ def test_every_page_opens_and_classify_predicts(models_env, browser_page):
                 shots.wait_until_idle(page)
                 _assert_no_exception(page, "classify after upload")
                 assert page.get_by_text("sure. Search for:").count() >= 1
+
+
+def _set_field(page, label, value):
+    field = page.get_by_label(label, exact=True)
+    field.fill(str(value))
+    field.press("Enter")
+    page.wait_for_timeout(600)
+
+
+def _start_run_on_train(shots, page, url, name, epochs, images):
+    page.goto(f"{url}/train")
+    shots.wait_until_idle(page)
+    _set_field(page, "Epochs", epochs)
+    _set_field(page, "Training images", images)  # "Train on a subset" is on for Fashion-MNIST
+    _set_field(page, "Model name", name)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text(f"{name} is queued").or_(page.get_by_text("Training the classifier")).first.wait_for(timeout=60_000)
+    _assert_no_exception(page, "train after start")
+
+
+def _sidebar_link(page, label):
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=label).click()
+
+
+def test_a_run_started_on_train_appears_on_home_and_evaluate(registry, browser_page):
+    shots, page = browser_page
+    with shots.streamlit_server({"FASHION_MODELS_DIR": str(registry.root)}) as url:
+        _start_run_on_train(shots, page, url, "browser_net", epochs=1, images=500)
+        _sidebar_link(page, "Home")  # leave Train while the job runs
+        shots.wait_until_idle(page)
+        page.get_by_text("There are no models in the registry yet").first.wait_for(timeout=30_000)
+        # No click from here on: the job ends, the sidebar indicator reruns the page, the model is listed.
+        page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]').first.wait_for(timeout=300_000)
+        assert registry.names() == ["browser_net"]
+        assert page.get_by_text("There are no models in the registry yet").count() == 0
+        assert page.locator('[data-testid="stSidebar"]').get_by_text("browser_net").count() >= 1
+        _sidebar_link(page, "Evaluate")
+        shots.wait_until_idle(page)
+        _assert_no_exception(page, "evaluate")
+        assert page.locator('[data-testid="stMain"]').get_by_text("browser_net").count() >= 1
+
+
+def test_cancel_stops_a_run_and_registers_nothing(registry, browser_page):
+    shots, page = browser_page
+    with shots.streamlit_server({"FASHION_MODELS_DIR": str(registry.root)}) as url:
+        _start_run_on_train(shots, page, url, "never_saved", epochs=200, images=5000)
+        running = page.locator(".st-key-running_job")
+        running.get_by_text("Training the classifier").wait_for(timeout=120_000)
+        running.get_by_role("button", name="Cancel").click()
+        page.locator('[data-testid="stSidebar"]').get_by_text("nothing was saved").first.wait_for(timeout=120_000)
+        _assert_no_exception(page, "train after cancel")
+        assert registry.names() == [] and not any(registry.root.glob(".never_saved*"))
+
+
+def test_a_job_killed_with_its_server_shows_as_interrupted(registry, browser_page):
+    import os
+    import signal
+    import time
+
+    from fashion_core.jobs import JobStore, train_params
+    from fashion_core.training import TrainConfig
+
+    shots, page = browser_page
+    store = JobStore.for_registry(registry)
+    env = {"FASHION_MODELS_DIR": str(registry.root)}
+    with shots.streamlit_server(env) as url:
+        page.goto(f"{url}/train")
+        shots.wait_until_idle(page)  # the first visit starts the server's runner
+        config = TrainConfig(arch="seed004_cnn", epochs=200, limit=5000)
+        job = store.submit("train", train_params({"kind": "fashion-mnist"}, config, "killed_net"), owner="test")
+        deadline = time.time() + 120
+        while not store.get(job.id).progress.get("batch"):
+            assert time.time() < deadline and store.get(job.id).state in ("queued", "running")
+            time.sleep(0.5)
+        os.kill(store.get(job.id).worker["pid"], signal.SIGKILL)  # kill -9 the server mid-epoch
+        time.sleep(1)
+        assert store.get(job.id).state == "interrupted"
+    assert registry.names() == []
+    with shots.streamlit_server(env) as url:  # started again
+        page.goto(f"{url}/train")
+        shots.wait_until_idle(page)
+        _assert_no_exception(page, "train after a restart")
+        assert page.locator(".st-key-running_job").count() == 0
+        deadline = time.time() + 30
+        while store._read(store.root / job.id)["state"] != "interrupted":  # the new runner stores it
+            assert time.time() < deadline
+            time.sleep(0.5)
+    assert store.get(job.id).state == "interrupted" and registry.names() == []

@@ -17,9 +17,25 @@ from ui import charts
 BATCH_UPDATE_SECONDS = 0.3  # repainting more often only slows training down
 
 
-def _clock(seconds):
+STAGE_NAMES = {"autoencoder": "Pre-training the autoencoder", "classifier": "Training the classifier",
+               "fine_tune": "Fine-tuning"}
+
+
+def clock(seconds):
+    """``m:ss`` of a duration in seconds."""
     seconds = int(max(0, seconds))
     return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def progress_line(stage, epochs_done, epochs, batches_done, steps, elapsed=None, eta=None, run_label=""):
+    """"Fold 1/5 · **Training the classifier** · epoch 2/10 · batch 40/120 · elapsed 0:31 · ETA 2:10"
+    (the live run here and background jobs, ``ui/jobs.py``)."""
+    epoch_now = min(epochs, epochs_done + (1 if batches_done else 0)) or 1
+    text = (f"{run_label + ' · ' if run_label else ''}**{STAGE_NAMES.get(stage, stage)}** · "
+            f"epoch {epoch_now}/{epochs} · batch {batches_done}/{steps}")
+    if elapsed is not None:
+        text += f" · elapsed {clock(elapsed)}"
+    return text + f" · ETA {clock(eta) if eta is not None else '…'}"
 
 
 class StreamlitProgress(TrainingProgress):
@@ -71,14 +87,7 @@ class StreamlitProgress(TrainingProgress):
         done = min(1.0, (epochs_done * self.steps + batches_done) / (self.epochs * self.steps))
         stage_elapsed = now - self.stage_started
         eta = stage_elapsed / done * (1 - done) if done > 0 else None
-        run = ""
-        if self.run_labels:
-            run = f"{self.run_labels[min(self.run, len(self.run_labels)) - 1]} · "
-        stage = {"autoencoder": "Pre-training the autoencoder", "classifier": "Training the classifier",
-                 "fine_tune": "Fine-tuning"}.get(self.stage, self.stage)
-        epoch_now = min(self.epochs, epochs_done + (1 if batches_done else 0)) or 1
-        self.text.markdown(
-            f"{run}**{stage}** · epoch {epoch_now}/{self.epochs} · batch {batches_done}/{self.steps} · "
-            f"elapsed {_clock(now - self.started)} · ETA {_clock(eta) if eta is not None else '…'}"
-        )
+        run = self.run_labels[min(self.run, len(self.run_labels)) - 1] if self.run_labels else ""
+        self.text.markdown(progress_line(self.stage, epochs_done, self.epochs, batches_done, self.steps,
+                                         elapsed=now - self.started, eta=eta, run_label=run))
         self.bar.progress(done)

@@ -1,47 +1,46 @@
-"""Train: pick an architecture and settings, watch it learn, and find it in the registry.
+"""Train: pick an architecture and settings, start a run, and find the model in the registry.
 
-Also runs k-fold cross-validation and optimizer / learning-rate sweeps, whose result tables are
-kept for the session and can be stored with a model (shown on Evaluate).
+Runs — one model, k-fold cross-validation, optimizer / learning-rate sweeps — are background jobs
+(``fashion_core.jobs``, ``ui/jobs.py``): the page submits them and shows the running job live,
+the queue and your jobs; leaving the page or reloading never stops a run. Cross-validation and
+sweep results stay with their job and can be stored with a model (shown on Evaluate).
 """
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from fashion_core import latent, zoo
+from fashion_core.jobs import ENDED, QUEUED, RUNNING, train_params
 from fashion_core.errors import FashionError
-from fashion_core.registry import EXPERIMENT_FILES, suggest_name, validate_name
+from fashion_core.registry import EXPERIMENT_FILES, suggest_name
 from fashion_core.training import OPTIMIZERS, TrainConfig, sweep_grid
-from ui import cache, charts, tables, widgets
+from ui import cache, charts, jobs, tables, widgets
 from ui.data_source import current_dataset
-from ui.progress import StreamlitProgress
 
 RUN_MODES = {"train": "Train one model", "cv": "k-fold cross-validation", "sweep": "Optimizer / learning-rate sweep"}
 SWEEP_RATES = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
-LAST_RUN, EXPERIMENTS = "train_last_run", "train_experiments"
+RECENT_RESULTS = 5  # cross-validation and sweep results listed
 
 
 def main():
     st.title(":material/model_training: Train")
-    st.caption("Choose an architecture from the model zoo and its settings, then start. Progress and "
-               "the learning curves update live. Changing a setting, leaving the page or closing the "
-               "tab stops a run: nothing half-trained is ever saved.")
+    st.caption("Choose an architecture from the model zoo and its settings, then start. Runs go to a "
+               "queue and train one at a time in the background: look at other pages, reload or come "
+               "back later; the sidebar shows the progress. A cancelled run saves nothing.")
     dataset = current_dataset()
-    if dataset is None:
-        return
-    st.markdown(f"Training data: **{dataset.name}** ({dataset.num_classes} classes, "
-                f"{len(dataset.y_train):,} training images). Change it in the sidebar.")
-    mode = st.radio("What to run", list(RUN_MODES), format_func=RUN_MODES.get, horizontal=True, key="train_mode")
-    config, name = settings_ui(dataset, mode)
-    if mode == "train":
-        if st.button("Start training", type="primary", icon=":material/play_arrow:", key="start_training"):
-            run_training(dataset, config, name)
-        last_run_ui()
-    else:
-        experiment_settings = experiment_ui(mode)
-        if st.button(f"Start {RUN_MODES[mode].lower()}", type="primary", icon=":material/play_arrow:",
-                     key=f"start_{mode}"):
-            run_experiment(dataset, config, mode, experiment_settings)
-        experiments_ui()
+    if dataset is not None:
+        st.markdown(f"Training data: **{dataset.name}** ({dataset.num_classes} classes, "
+                    f"{len(dataset.y_train):,} training images). Change it in the sidebar.")
+        mode = st.radio("What to run", list(RUN_MODES), format_func=RUN_MODES.get, horizontal=True, key="train_mode")
+        config, name = settings_ui(dataset, mode)
+        settings = experiment_ui(mode) if mode != "train" else {}
+        label = "Start training" if mode == "train" else f"Start {RUN_MODES[mode].lower()}"
+        if st.button(label, type="primary", icon=":material/play_arrow:", key=f"start_{'training' if mode == 'train' else mode}"):
+            submit_run(dataset, config, name, mode, settings)
+    jobs_ui()
+    last_run_ui()
+    experiments_ui()
 
 
 # --- settings ------------------------------------------------------------------------------------
@@ -103,7 +102,7 @@ def settings_ui(dataset, mode):
 def default_name(arch, dataset):
     """``<arch>-<dataset>`` with a number added until no model has that name."""
     base = suggest_name(f"{arch}-{dataset.name}")
-    taken = {e.name for e in cache.model_entries()[0]}
+    taken = {e.name for e in cache.model_entries()[0]} | jobs.pending_targets()
     name, n = base, 2
     while name in taken:
         name, n = f"{base}-{n}", n + 1
@@ -124,111 +123,130 @@ def experiment_ui(mode):
     return {"optimizers": optimizers, "learning_rates": rates}
 
 
-# --- running -------------------------------------------------------------------------------------
+# --- running: background jobs ---------------------------------------------------------------------
 
 
-def run_training(dataset, config, name):
-    from fashion_core.runs import train_and_save
+def submit_run(dataset, config, name, mode, settings):
+    """Queue the run as a job (the dataset goes as its recipe, never as arrays)."""
+    params = train_params(dataset.spec, config, name if mode == "train" else None)
+    job = jobs.submit(mode, {**params, **settings})
+    if job is not None:
+        position = jobs.queue_position(job)
+        st.success(f"**{job.title}** is queued" + (f" (number {position})." if position and position > 1 else
+                                                   ": it starts as soon as the trainer is free."),
+                   icon=":material/schedule:")
 
-    try:
-        resolved = config.resolve()
-        validate_name(name)
-    except FashionError as exc:
-        st.error(str(exc))
+
+@st.fragment(run_every=jobs.REFRESH_SECONDS)
+def jobs_ui():
+    """The running job (live progress, curves, Cancel), the queue with positions, recent jobs."""
+    everything = jobs.store().list()
+    if not everything:
         return
-    spec = zoo.get_spec(resolved.arch)
-    with st.status(f"Training **{name}** ({spec.title})…", expanded=True) as status:
-        progress = StreamlitProgress(first_stage=spec.first_stage)
-        try:
-            entry, result, evaluation = train_and_save(dataset, config, name, progress=progress)
-        except FashionError as exc:
-            status.update(label="Training could not run", state="error")
-            st.error(str(exc))
-            return
-        status.update(label=f"**{name}** trained, evaluated and saved", state="complete", expanded=False)
-    st.session_state[LAST_RUN] = {
-        "name": entry.name,
-        "accuracy": evaluation["accuracy"],
-        "loss": evaluation["loss"],
-        "macro_f1": evaluation["macro_f1"],
-        "history": result.history,
-        "seconds": result.train_seconds,
-        "cancelled": result.cancelled,
-        "reconstructions": latent.sample_reconstructions(result.bundle.autoencoder, dataset.x_test),
-    }
+    running = next((job for job in everything if job.state == RUNNING), None)
+    queued = [job for job in everything if job.state == QUEUED]
+    st.subheader("Jobs")
+    if running:
+        running_job_ui(running)
+    if queued:
+        st.markdown(f"**Queue** ({len(queued)} waiting; one job trains at a time)")
+        for position, job in enumerate(queued, start=1):
+            c1, c2 = st.columns([5, 1], vertical_alignment="center")
+            c1.markdown(f"{position}. **{job.title}** · {job.label}{' · yours' if jobs.is_mine(job) else ''}")
+            cancel_button(c2, job)
+    recent_jobs_ui(everything)
+
+
+def recent_jobs_ui(everything):
+    """Every recent job, everyone's (a reload starts a new session: find your job here)."""
+    ended = [job for job in everything if job.state in ENDED]
+    with st.expander(f"Recent jobs ({len(ended)} finished)", expanded=False):
+        rows = [{"submitted": pd.Timestamp(job.submitted_at, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M"),
+                 "job": job.title, "kind": job.label, "state": job.state, "yours": jobs.is_mine(job),
+                 "detail": jobs.status_line(job).replace("**", "")} for job in reversed(everything)]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="recent_jobs")
+
+
+def running_job_ui(job):
+    with st.container(border=True, key="running_job"):
+        c1, c2 = st.columns([5, 1], vertical_alignment="center")
+        c1.markdown(f"{jobs.STATE_ICONS[RUNNING]} **{job.title}** · {job.label}"
+                    f"{' · yours' if jobs.is_mine(job) else ' · started in another session'}  \n"
+                    f"{jobs.status_line(job)}")
+        if job.cancel_requested:
+            c2.caption("Cancelling…")
+        else:
+            cancel_button(c2, job)
+        st.progress(job.fraction_done())
+        history = job.history or {}
+        if any(history.get(stage) for stage in charts.CLASSIFIER_STAGES):
+            st.plotly_chart(charts.history_figure(history), key=f"job_history_{job.id}")
+        if history.get("autoencoder"):
+            st.plotly_chart(charts.reconstruction_figure(history["autoencoder"]), key=f"job_ae_{job.id}")
+
+
+def cancel_button(column, job):
+    """Anyone may cancel any job (there are no accounts; anyone can delete a model too)."""
+    if column.button("Cancel", key=f"cancel_{job.id}", icon=":material/stop:"):
+        jobs.store().cancel(job.id)
+        st.toast(f"Cancelling {job.title}: nothing will be saved.")
 
 
 def last_run_ui():
-    run = st.session_state.get(LAST_RUN)
-    if not run:
+    """Your last finished training job: test metrics, curves, a link to Evaluate."""
+    done = [job for job in jobs.store().list() if job.kind == "train" and job.state == "done" and jobs.is_mine(job)]
+    if not done:
         return
-    st.subheader(f"Last run: {run['name']}")
+    run = done[-1].result
+    st.subheader(f"Last run: {run['model']}")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Test accuracy", f"{run['accuracy']:.2%}")
     c2.metric("Test loss", f"{run['loss']:.3f}")
     c3.metric("Macro F1", f"{run['macro_f1']:.3f}")
     c4.metric("Training time", f"{run['seconds']:.0f} s")
-    st.page_link("views/evaluate.py", label=f"Open {run['name']} in Evaluate", icon=":material/analytics:")
+    st.page_link("views/evaluate.py", label=f"Open {run['model']} in Evaluate", icon=":material/analytics:")
     st.plotly_chart(charts.history_figure(run["history"]), key="last_run_history")
     if "autoencoder" in run["history"]:
         st.plotly_chart(charts.reconstruction_figure(run["history"]["autoencoder"]), key="last_run_ae")
-    if run["reconstructions"] is not None:
-        originals, rebuilt = run["reconstructions"]
-        st.markdown("**Reconstructions** (top: test images, bottom: what the autoencoder rebuilds)")
-        st.image(widgets.tile(np.concatenate([originals, rebuilt]), columns=len(originals), scale=3))
+        reconstructions_ui(run["model"])
 
 
-def run_experiment(dataset, config, mode, settings):
-    from fashion_core.training import cross_validate, sweep
-
+def reconstructions_ui(name):
     try:
-        resolved = config.resolve()
-    except FashionError as exc:
-        st.error(str(exc))
+        entry = cache.registry().get(name)
+        autoencoder = cache.autoencoder(name)
+        dataset = cache.model_dataset(entry.metadata)
+    except FashionError:
+        return  # deleted or retrained since: the curves above are all there is
+    if autoencoder is None:
         return
-    spec = zoo.get_spec(resolved.arch)
-    if mode == "cv":
-        labels = [f"Fold {i + 1}/{settings['folds']}" for i in range(settings["folds"])]
-    else:
-        combos = sweep_grid(settings["optimizers"], settings["learning_rates"])
-        labels = [f"Run {i + 1}/{len(combos)} ({o}, lr {r:g})" for i, (o, r) in enumerate(combos)]
-    with st.status(f"{RUN_MODES[mode]}: {spec.title}…", expanded=True) as status:
-        progress = StreamlitProgress(first_stage=spec.first_stage, run_labels=labels)
-        try:
-            if mode == "cv":
-                result = cross_validate(dataset, config, folds=settings["folds"], progress=progress)
-            else:
-                result = sweep(dataset, config, optimizers=settings["optimizers"],
-                               learning_rates=settings["learning_rates"], progress=progress)
-        except FashionError as exc:
-            status.update(label="Could not run", state="error")
-            st.error(str(exc))
-            return
-        status.update(label=f"{RUN_MODES[mode]} finished", state="complete", expanded=False)
-    result["dataset_name"] = dataset.name
-    st.session_state.setdefault(EXPERIMENTS, []).insert(0, {"kind": mode, "result": result})
+    originals, rebuilt = latent.sample_reconstructions(autoencoder, dataset.x_test)
+    st.markdown("**Reconstructions** (top: test images, bottom: what the autoencoder rebuilds)")
+    st.image(widgets.tile(np.concatenate([originals, rebuilt]), columns=len(originals), scale=3))
 
 
 def experiments_ui():
-    experiments = st.session_state.get(EXPERIMENTS) or []
-    if not experiments:
+    """The last cross-validation and sweep results (everyone's: a reload gives you a new session)."""
+    finished = [job for job in jobs.store().list() if job.kind in EXPERIMENT_FILES and job.state == "done"]
+    if not finished:
         return
-    st.subheader("Results of this session")
+    st.subheader("Cross-validation and sweep results")
     entries = cache.model_entries()[0]
-    for i, experiment in enumerate(experiments):
-        kind, result = experiment["kind"], experiment["result"]
+    for job in reversed(finished[-RECENT_RESULTS:]):
+        kind, result = job.kind, job.result
         title = "Cross-validation" if kind == "cv" else "Sweep"
         with st.container(border=True):
-            st.markdown(f"**{title}** · {zoo.ARCHITECTURES[result['arch']].title} · {result.get('dataset_name', '')}")
+            st.markdown(f"**{title}** · {zoo.ARCHITECTURES[result['arch']].title} · {result.get('dataset_name', '')}"
+                        f"{' · yours' if jobs.is_mine(job) else ''}")
             st.dataframe(tables.experiment_table(kind, result), hide_index=True)
             if kind == "sweep":
                 best = result["best"]
                 st.caption(f"Best: {best['optimizer']} at learning rate {best['learning_rate']:g} "
                            f"(validation {best['val_accuracy']:.2%}, test {best['test_accuracy']:.2%}).")
-            keep_with_model_ui(i, kind, result, entries)
+            keep_with_model_ui(job.id, kind, result, entries)
 
 
-def keep_with_model_ui(i, kind, result, entries):
+def keep_with_model_ui(job_id, kind, result, entries):
     """Store an experiment's results with a model of the same architecture (shown on Evaluate)."""
     same_arch = [e for e in entries if e.metadata.get("arch") == result["arch"]]
     if not same_arch:
@@ -236,8 +254,8 @@ def keep_with_model_ui(i, kind, result, entries):
         return
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     with c1:
-        entry = widgets.model_selector(same_arch, "Keep these results with model", key=f"keep_{kind}_{i}")
-    if c2.button("Keep", key=f"keep_button_{kind}_{i}"):
+        entry = widgets.model_selector(same_arch, "Keep these results with model", key=f"keep_{kind}_{job_id}")
+    if c2.button("Keep", key=f"keep_button_{kind}_{job_id}"):
         try:
             cache.registry().update_json(entry.name, EXPERIMENT_FILES[kind], result)
         except FashionError as exc:
