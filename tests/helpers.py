@@ -32,10 +32,18 @@ def assert_clean(at):
     assert not at.error, [e.value for e in at.error]
 
 
+def custom_setup(at):
+    """On the Train page: leave the quick preset for the model zoo's own settings."""
+    at.radio(key="train_setup").set_value("custom")
+    at.run()
+    return at
+
+
 def start_training(at, name, arch="seed004_cnn", epochs=1, limit=None, wait=True):
     """On the Train page: choose ``arch`` and ``epochs`` (and a subset of ``limit`` images),
     name the model, start training and check the page shows no error; with ``wait``, wait for
     the background job (run by the app's runner thread) to end and rerun the page."""
+    custom_setup(at)
     at.selectbox(key="train_arch").set_value(arch)
     at.run()
     at.number_input(key=f"train_epochs_{arch}").set_value(epochs)

@@ -11,7 +11,7 @@ import pytest
 
 from fashion_core import jobs
 from fashion_core.jobs import JobKind, JobRunner, JobStore
-from tests.helpers import assert_clean, open_app
+from tests.helpers import assert_clean, custom_setup, open_app
 
 STOP = threading.Event()
 
@@ -48,6 +48,7 @@ def _sidebar_text(at):
 
 
 def _submit_on_train(at, name):
+    custom_setup(at)
     at.number_input(key="train_epochs_seed004_cnn").set_value(1)
     at.text_input(key="train_name_seed004_cnn").set_value(name)
     at.button(key="start_training").click()
@@ -71,14 +72,14 @@ def test_train_submits_a_job_and_every_page_shows_it(no_runner):
 
 
 def test_the_same_name_twice_is_refused_and_the_next_default_name_is_free(no_runner):
-    at = open_app("views/train.py")
+    at = custom_setup(open_app("views/train.py"))
     default = at.text_input(key="train_name_seed004_cnn").value
     _submit_on_train(at, default)
     at.button(key="start_training").click()
     at.run()
     assert any("already queued or running" in e.value for e in at.error)
     assert len(no_runner.list()) == 1
-    fresh = open_app("views/train.py")  # a new session proposes another name
+    fresh = custom_setup(open_app("views/train.py"))  # a new session proposes another name
     assert fresh.text_input(key="train_name_seed004_cnn").value != default
 
 
@@ -162,3 +163,19 @@ def test_a_finished_cross_validation_is_shown_and_kept_with_a_model(no_runner, r
     at.button(key=f"keep_button_cv_{job.id}").click()
     at.run()
     assert registry.read_json("cnn", EXPERIMENT_FILES["cv"])["folds"] == folds
+
+
+def test_quick_preset_is_the_default_and_shows_its_expected_time(no_runner):
+    from fashion_core.training import PRESETS
+
+    at = open_app("views/train.py")
+    assert at.radio(key="train_setup").value == "quick"
+    text = " ".join(m.value for m in at.markdown)
+    assert "Expected time" in text and PRESETS["quick"].description in text
+    at.text_input(key="train_name_preset").set_value("quick_one")
+    at.button(key="start_training").click()
+    at.run()
+    assert_clean(at)
+    job, = no_runner.list()
+    config = job.params["config"]
+    assert config["preset"] == "quick" and config["arch"] == "fashion_net" and config["epochs"] == PRESETS["quick"].epochs

@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from tests.helpers import assert_clean, open_app, png_bytes, start_training
+from tests.helpers import assert_clean, custom_setup, open_app, png_bytes, start_training
 
 def test_home_lists_models_and_samples(models_env):
     at = open_app()
@@ -55,7 +55,7 @@ def test_train_one_epoch_on_a_subset_registers_a_model(models_env):
 
 
 def test_train_rejects_a_bad_name_before_training(models_env):
-    at = open_app("views/train.py")
+    at = custom_setup(open_app("views/train.py"))
     at.text_input(key="train_name_seed004_cnn").set_value("../escape")
     at.button(key="start_training").click()
     at.run()

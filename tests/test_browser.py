@@ -59,6 +59,8 @@ def _set_field(page, label, value):
 def _start_run_on_train(shots, page, url, name, epochs, images):
     page.goto(f"{url}/train")
     shots.wait_until_idle(page)
+    page.get_by_text("Choose the architecture and settings").click()  # not the quick preset
+    shots.wait_until_idle(page)
     _set_field(page, "Epochs", epochs)
     _set_field(page, "Training images", images)  # "Train on a subset" is on for Fashion-MNIST
     _set_field(page, "Model name", name)

@@ -70,3 +70,20 @@ def test_train_option_reaches_the_builder_and_the_command(registry, capsys):
         result = run_cli("train", "--arch", "seed004_cnn", "--epochs", "1", *bad)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert result.stderr.strip().count("\n") == 0
+
+
+def test_train_preset_quick_json_reports_its_own_clock(registry, capsys):
+    """The preset's knobs reach the run (here shrunk: 1 epoch, 300 images, width 8) and the JSON
+    has the command's own wall clock; the preset is recorded with the model."""
+    code = main(["train", "--preset", "quick", "--epochs", "1", "--limit", "300", "--option", "width=8",
+                 "--name", "quick_small", "--json", "--quiet"])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 0 and payload["preset"] == "quick"
+    assert payload["wall_seconds"] >= payload["train_seconds"] > 0
+    hp = registry.get("quick_small").metadata["hyper_parameters"]
+    assert hp["preset"] == "quick" and hp["arch"] == "fashion_net" and hp["batch_size"] == 256
+    assert hp["build_options"] == {"width": 8, "random_erasing": False}
+    result = run_cli("train", "--preset", "quick", "--arch", "seed004_cnn")
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and "drop --arch" in result.stderr
+    result = run_cli("train", "--epochs", "1")
+    assert result.returncode == 2 and "--arch ARCH or --preset NAME" in result.stderr

@@ -14,7 +14,7 @@ from fashion_core import latent, zoo
 from fashion_core.jobs import ENDED, QUEUED, RUNNING, train_params
 from fashion_core.errors import FashionError
 from fashion_core.registry import EXPERIMENT_FILES, suggest_name
-from fashion_core.training import OPTIMIZERS, TrainConfig, sweep_grid
+from fashion_core.training import OPTIMIZERS, PRESETS, TrainConfig, sweep_grid
 from ui import cache, charts, jobs, tables, widgets
 from ui.data_source import current_dataset
 
@@ -46,8 +46,16 @@ def main():
 # --- settings ------------------------------------------------------------------------------------
 
 
+SETUPS = {"quick": "Quick preset", "custom": "Choose the architecture and settings"}
+
+
 def settings_ui(dataset, mode):
     """Architecture and hyper-parameters; returns (TrainConfig, model name)."""
+    if mode == "train":
+        setup = st.radio("Setup", list(SETUPS), format_func=SETUPS.get, horizontal=True, key="train_setup",
+                         help="The quick preset is measured on this kind of machine; custom opens the model zoo.")
+        if setup == "quick":
+            return preset_ui(dataset, PRESETS["quick"])
     archs = list(zoo.ARCHITECTURES)
     left, right = st.columns([1, 2], gap="large")
     with left:
@@ -97,6 +105,19 @@ def settings_ui(dataset, mode):
                          learning_rate=float(learning_rate), validation_fraction=float(validation), limit=limit,
                          class_weights=balance)
     return config, name
+
+
+def preset_ui(dataset, preset):
+    """A measured preset: what it is, how long it should take here, a model name."""
+    n_train = int(len(dataset.y_train) * 0.9)
+    seconds = preset.expected_seconds(n_train)
+    expected = f"about {max(1, round(seconds / 60))} min" if seconds else "not measured yet"
+    st.markdown(f"**{preset.description}**  \nExpected time for {n_train:,} training images: **{expected}** "
+                f"({preset.measured or 'no measurement recorded'}).")
+    name = st.text_input("Model name", value=default_name(preset.name, dataset), key="train_name_preset",
+                         help="Letters, digits, '_', '-' or '.'; the model's folder in the registry.")
+    st.caption(f"Same as `python -m fashion_core train --preset {preset.name} --name {name}`.")
+    return preset.config(), name
 
 
 def default_name(arch, dataset):
