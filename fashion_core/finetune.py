@@ -170,6 +170,8 @@ def replay_sample(data, size, validation_fraction=0.1, split_seed=0, seed=0):
         pool = np.arange(len(data.y_train))
     else:
         pool, _ = train_validation_split(len(data.y_train), validation_fraction, split_seed, data.y_train)
+    if int(size) <= 0:
+        return data.x_train[:0], data.y_train[:0]
     chosen = pool[sample_indices(len(pool), min(int(size), len(pool)), seed)]
     return data.x_train[chosen], data.y_train[chosen]
 
