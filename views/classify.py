@@ -160,7 +160,7 @@ def corrections_ui(entry):
     if not corrections:
         return
     st.divider()
-    st.subheader(f"Your corrections ({len(corrections)} photos)")
+    st.subheader(f"Your corrections ({len(corrections)} photo{'' if len(corrections) == 1 else 's'})")
     review_ui(store, corrections, entry)
     improve_ui(store, entry)
 
