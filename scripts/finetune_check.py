@@ -71,7 +71,8 @@ def run(args):
         result["total_seconds"] = round(time.perf_counter() - started, 1)
     result["photos"] = n
     result["default_recipe"] = all(result["recipe"][k] == getattr(DEFAULTS, k)
-                                   for k in ("epochs", "learning_rate", "replay", "correction_share", "batch_size"))
+                                   for k in ("epochs", "learning_rate", "replay", "correction_share", "batch_size",
+                                             "seed"))
     for key in ("before", "after"):
         result[key] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result[key].items()}
     result["heldout_gain_points"] = round(100 * (result["after"]["heldout_accuracy"] - result["before"]["heldout_accuracy"]), 1)
@@ -84,14 +85,16 @@ def run(args):
 
 def _recipe_text(row):
     r = row["recipe"]
-    return f"{r['epochs']} epochs, lr {r['learning_rate']:g}, replay {r['replay']:,}, correction share {r['correction_share']:g}"
+    seed = f", seed {r['seed']} (another split)" if r["seed"] else ""
+    return (f"{r['epochs']} epochs, lr {r['learning_rate']:g}, replay {r['replay']:,}, "
+            f"correction share {r['correction_share']:g}{seed}")
 
 
 def readme_paragraph(row, out, runs=()):
     b, a = row["before"], row["after"]
     recipe = row["recipe"]
     others = [r for r in runs if not r.get("default_recipe")]
-    compared = ("\n\nOther schedules, same script and split: " + "; ".join(
+    compared = ("\n\nOther schedules, same script (same split unless noted; times on a shared machine vary with its load): " + "; ".join(
         f"{_recipe_text(r)}: held-out {r['heldout_gain_points']:+.1f} points, test {-r['test_drop_points']:+.2f} points "
         f"({r['train_seconds']:.0f} s)" for r in others) + ".") if others else ""
     return (

@@ -147,3 +147,17 @@ def test_finetune_bad_input_is_one_line_exit_2(case, base, registry, tmp_path, c
     assert code == 2, err
     assert err.startswith("error: ") and err.strip().count("\n") == 0 and "Traceback" not in err
     assert registry.names() == ["const"]
+
+
+def test_a_cancelled_finetune_saves_nothing(base, registry, tmp_path):
+    from fashion_core.finetune import finetune_and_save
+    from fashion_core.training import TrainingCancelled, TrainingProgress
+
+    class Stop(TrainingProgress):
+        def should_stop(self):
+            return True
+
+    with pytest.raises(TrainingCancelled):
+        finetune_and_save("const", write_csv(tmp_path, FIXTURE_ROWS), "never", registry=registry, progress=Stop(),
+                          epochs=1, replay=32)
+    assert registry.names() == ["const"]
