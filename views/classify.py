@@ -137,8 +137,9 @@ def correction_ui(i, name, data, entry):
     with st.popover("Wrong? It is …", icon=":material/edit:"):
         label = st.selectbox(f"What {name} really shows", classes, index=None, key=f"correct_label_{i}",
                              placeholder="Choose the right class")
-        st.caption("The photo and this label are kept in your corrections (beside the models), to review below, "
-                   "train on (\"My corrections\" in the sidebar) or improve the model with.")
+        st.caption("The photo and this label are kept in your corrections (beside the models): review them below, "
+                   "improve the model with them, or train on them (\"My corrections\" in the sidebar, once two "
+                   "classes have two photos each).")
         if st.button("Save to my corrections", key=f"correct_save_{i}", type="primary", disabled=label is None,
                      icon=":material/save:"):
             try:
@@ -180,7 +181,7 @@ def review_item_ui(store, correction, entry):
     thumbnail = cache.correction_thumbnail(store, correction)
     if thumbnail is not None:
         st.image(thumbnail, width="stretch")
-    st.caption(f"**{correction.label}** · {correction.name}" + (f" · was {correction.model}" if correction.model else ""))
+    st.caption(f"**{correction.label}** · {correction.name}" + (f" · corrects {correction.model}" if correction.model else ""))
     classes = _classes_of(correction.model) or list(entry.metadata.get("class_names") or [])
     options = classes if correction.label in classes else [correction.label, *classes]
     with st.popover("Edit", icon=":material/edit:"):
