@@ -27,7 +27,7 @@ from .catalogue import decode_files, read_csv_rows
 from .data import sample_indices, train_validation_split
 from .errors import DataError, InvalidParameterError
 from .evaluation import evaluate_model
-from .predict import served_probabilities
+from .predict import accuracy
 from .registry import CALIBRATION_FILE, Registry
 
 MIN_CORRECTIONS = 2  # at least one to learn from and one to hold out
@@ -187,9 +187,8 @@ def training_mix(corrections_x, corrections_y, replay_x, replay_y, share):
 
 
 def _accuracy(model, images, labels, flip_tta):
-    if not len(labels):
-        return None
-    return float(np.mean(served_probabilities(model, images, flip_tta).argmax(axis=1) == labels))
+    """``predict.accuracy`` as served (flip-TTA or not); None for no images."""
+    return accuracy(model, images, labels, flip_tta) if len(labels) else None
 
 
 def reproduce_command(base, csv_path, name, recipe):
@@ -237,7 +236,7 @@ def finetune_and_save(base_name, csv_path, name, *, registry=None, progress=None
         "random" or "none"), ``skipped`` ([file, reason]), ``repeat``, ``replay``, ``train_seconds``,
         ``recipe``, ``path``.
     """
-    from .runs import dataset_for_model, fit_calibration, precompute_and_store, training_dataset_for
+    from .runs import calibration_on_test, dataset_for_model, fit_calibration, precompute_and_store, training_dataset_for
     from .training import fit_classifier
 
     say = say or (lambda line: None)
@@ -280,10 +279,7 @@ def finetune_and_save(base_name, csv_path, name, *, registry=None, progress=None
     say("measuring the fine-tuned model")
     temperature, calibration = fit_calibration(model, own, validation_fraction, base_seed, tta)
     evaluation = evaluate_model(model, test, tta=tta, temperature=temperature)
-    if calibration:
-        report = evaluation["calibration"]
-        calibration = {**calibration, "test_images": evaluation["n_samples"],
-                       **{k: report[k] for k in ("ece", "ece_before", "bins", "bins_before")}}
+    calibration = {**calibration, **calibration_on_test(evaluation)} if calibration else None
     after = {"heldout_accuracy": _accuracy(model, held_x, held_y, tta),
              "test_accuracy": evaluation["flip_tta_accuracy"] if tta else evaluation["accuracy"]}
     result = {"base": base_name, "name": name, "before": before, "after": after,

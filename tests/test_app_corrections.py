@@ -85,6 +85,7 @@ def test_sidebar_offers_my_corrections_once_it_is_a_catalogue(registry):
 
 
 @pytest.mark.slow  # a real (tiny) fine-tune with the Fashion-MNIST test set
+@pytest.mark.filterwarnings("ignore:invalid value encountered in divide:RuntimeWarning")  # a constant model's map
 def test_improve_with_my_corrections_saves_a_new_model(photo_models, fashion_mnist):
     store = CorrectionsStore(registry=photo_models)
     for name, label in (("phone-06.jpg", "Shirt"), ("phone-07.jpg", "Trouser"), ("phone-08.jpg", "Pullover"),
