@@ -171,6 +171,18 @@ def _list_folder(root):
 
 def _list_csv(csv_path):
     """Files and labels listed in a ``path,label`` CSV; rows without both are skipped."""
+    rows, skipped = read_csv_rows(csv_path)
+    return [row["file"] for row in rows], [row["label"] for row in rows], skipped
+
+
+def read_csv_rows(csv_path):
+    """The rows of a ``path,label`` CSV (more columns allowed, e.g. ``group``): ``(rows, skipped)``.
+
+    Each row is a dict of its columns (lower-cased names, values stripped) plus ``file``: the
+    path resolved against the CSV's folder. Rows without a path or a label are skipped with the
+    reason; a missing or unreadable file, or a header without both columns, is a ``DataError``.
+    """
+    csv_path = Path(csv_path)
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -178,19 +190,18 @@ def _list_csv(csv_path):
             if not set(CSV_COLUMNS) <= set(columns):
                 raise DataError(f"{csv_path}: the header must name the columns 'path' and 'label'; found {columns}.")
             reader.fieldnames = columns
-            rows = list(reader)
+            raw = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{csv_path}: not a readable CSV file ({exc}).") from None
-    files, labels, skipped = [], [], []
-    for line, row in enumerate(rows, start=2):
-        file, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
-        if not file or not label:
+    rows, skipped = [], []
+    for line, row in enumerate(raw, start=2):
+        row = {k: (v or "").strip() for k, v in row.items() if k is not None and isinstance(v, (str, type(None)))}
+        if not row.get("path") or not row.get("label"):
             skipped.append((f"{csv_path.name}:{line}", "row without a path or a label"))
             continue
-        file = Path(file).expanduser()
-        files.append(file if file.is_absolute() else csv_path.parent / file)
-        labels.append(label)
-    return files, labels, skipped
+        file = Path(row["path"]).expanduser()
+        rows.append({**row, "file": file if file.is_absolute() else csv_path.parent / file})
+    return rows, skipped
 
 
 def _stratified_sample(labels, limit, seed):

@@ -259,6 +259,28 @@ def cmd_sweep(args):
     return result, "\n".join(lines)
 
 
+def cmd_finetune(args):
+    from .finetune import finetune_and_save
+
+    say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    result = finetune_and_save(args.base, args.data_csv, args.name, epochs=args.epochs, learning_rate=args.lr,
+                               replay=args.replay, correction_share=args.correction_share,
+                               batch_size=args.batch_size, heldout_fraction=args.heldout, seed=args.seed,
+                               verbose=0 if args.quiet else 1, say=say)
+    before, after = result["before"], result["after"]
+
+    def pct(value):
+        return "–" if value is None else f"{value:.1%}"
+
+    lines = [f"saved {result['name']} (fine-tuned from {result['base']} on {result['corrections']} photos, "
+             f"{result['heldout']} held out by {result['split']} split) → {result['path']}",
+             f"held-out photos: {pct(before['heldout_accuracy'])} → {pct(after['heldout_accuracy'])}; "
+             f"{result['base']}'s test set: {pct(before['test_accuracy'])} → {pct(after['test_accuracy'])}; "
+             f"{result['train_seconds']:.0f} s of training"]
+    lines += [f"skipped {file}: {reason}" for file, reason in result["skipped"]]
+    return result, "\n".join(lines)
+
+
 def cmd_list(args):
     from .registry import Registry
 
@@ -326,6 +348,25 @@ def _train_arguments(p):
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--record-argv", action="store_true", help=argparse.SUPPRESS)
     _add_dataset_args(p, photos=True)
+
+
+def _finetune_arguments(p):
+    from .finetune import DEFAULTS
+
+    p.add_argument("base", help="the registry model to start from (never changed)")
+    p.add_argument("--data-csv", required=True, metavar="FILE",
+                   help="CSV of path,label[,group] rows; labels are class names of BASE; relative paths from the CSV's folder")
+    p.add_argument("--name", required=True, help="the new registry model")
+    p.add_argument("--epochs", type=int, help=f"default {DEFAULTS.epochs}")
+    p.add_argument("--lr", type=float, help=f"peak learning rate (AdamW, warm-up + cosine; default {DEFAULTS.learning_rate:g})")
+    p.add_argument("--replay", type=int, help=f"images of BASE's own training data mixed in (default {DEFAULTS.replay})")
+    p.add_argument("--correction-share", type=float,
+                   help=f"share of each epoch that is your photos (repeated to reach it; default {DEFAULTS.correction_share})")
+    p.add_argument("--batch-size", type=int, help=f"default {DEFAULTS.batch_size}")
+    p.add_argument("--heldout", type=float, default=0.2,
+                   help="share of the photos held out to measure before / after (whole groups with a group column; default 0.2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress")
 
 
 def _name_argument(p):
@@ -416,6 +457,8 @@ COMMANDS = {
                             _audit_arguments, cmd_audit_labels),
     "cv": Command("k-fold cross-validation (seed 003's method)", _cv_arguments, cmd_cv),
     "sweep": Command("compare optimizers and learning rates (seed 000's study)", _sweep_arguments, cmd_sweep),
+    "finetune": Command("improve a model with your labelled photos (a new model; before / after on held-out photos "
+                        "and the test set)", _finetune_arguments, cmd_finetune),
     "list": Command("list the models in the registry", _no_arguments, cmd_list),
     "import": Command("add a .keras file to the registry (validated, safe mode)", _import_arguments, cmd_import),
     "export": Command("export a model for deployment (.keras, SavedModel or TFLite, + preprocessing.json)", _export_arguments, cmd_export),

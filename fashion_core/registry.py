@@ -11,6 +11,7 @@ Layout (one folder per model)::
     models/<name>/calibration.json  temperature fitted on the validation split, test-set ECE
     models/_audits/<name>.json   saved label audits (scan() skips "_" folders: never a model)
     models/_jobs/<id>/           background jobs' state (``jobs.JobStore``; never a model)
+    models/_corrections/         the corrections catalogue (``corrections.py``: labels.csv + images/)
 
 Saving is atomic: everything is written into a hidden temporary folder that is renamed into
 place at the end, so a process killed mid-save leaves no half model in the listing. Loading
@@ -44,6 +45,7 @@ EVALUATION_FILE = "evaluation.json"
 CALIBRATION_FILE = "calibration.json"
 AUDITS_DIR = "_audits"  # scan() skips "_" folders, and no model name can start with "_"
 JOBS_DIR = "_jobs"  # background jobs' state (``jobs.JobStore``), never a model
+CORRECTIONS_DIR = "_corrections"  # the corrections catalogue (``corrections.CorrectionsStore``)
 EXPERIMENT_FILES = {"cv": "cv.json", "sweep": "sweep.json"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_IMPORT_BYTES = 200 * 1024 * 1024
@@ -89,19 +91,25 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def write_json_atomic(path, data):
-    """Write JSON to ``path`` via a temporary file + rename (never a half-written file)."""
+def write_bytes_atomic(path, data):
+    """Write ``data`` (bytes) to ``path`` via a temporary file in the same folder + rename, so
+    readers see the old file or the new one, never half of one."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, default=_json_default)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path, data):
+    """Write JSON to ``path`` via a temporary file + rename (never a half-written file)."""
+    write_bytes_atomic(path, json.dumps(data, indent=1, default=_json_default).encode("utf-8"))
 
 
 def load_keras_file(path):

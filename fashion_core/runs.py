@@ -78,7 +78,7 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
     trained_on = dataset.subset(config.limit, seed=config.seed) if config.limit else dataset
     temperature, calibration = fit_calibration(result.model, trained_on, config.validation_fraction, config.seed, use_tta)
     evaluation = evaluate_model(result.model, dataset, tta=use_tta, temperature=temperature)
-    calibration = {**calibration, **_test_calibration(evaluation)} if calibration else None
+    calibration = {**calibration, **calibration_on_test(evaluation)} if calibration else None
     spec = zoo.get_spec(config.arch)
     import keras
 
@@ -136,7 +136,7 @@ def fit_calibration(model, data, validation_fraction, seed, flip_tta):
                          "validation_images": int(len(y_val))}
 
 
-def _test_calibration(evaluation):
+def calibration_on_test(evaluation):
     """The test-set part of ``calibration.json``, from an evaluation with a temperature."""
     report = evaluation["calibration"]
     return {"test_images": evaluation["n_samples"], **{k: report[k] for k in ("ece", "ece_before", "bins", "bins_before")}}
@@ -175,7 +175,7 @@ def calibrate_and_store(name, registry=None):
     evaluation = {"n_samples": int(len(test.y_test)),
                   "calibration": calibration_report(served_probabilities(model, test.x_test, entry.uses_flip_tta),
                                                     test.y_test, temperature)}
-    calibration = {**calibration, **_test_calibration(evaluation)}
+    calibration = {**calibration, **calibration_on_test(evaluation)}
     registry.update_json(name, CALIBRATION_FILE, calibration)
     return calibration
 

@@ -496,6 +496,39 @@ def train(dataset, config, progress=None, verbose=0, init_model=None):
     )
 
 
+def fit_classifier(model, x, y, *, epochs, batch_size=128, learning_rate=3e-4, optimizer="adamw",
+                   weight_decay=0.0, label_smoothing=0.0, schedule="warmup_cosine", seed=0, progress=None,
+                   verbose=0, stage="fine_tune"):
+    """Go on training an already built (e.g. loaded) classifier on ``(x, y)``: fine-tuning.
+
+    Unlike ``train`` nothing is built from ``zoo``, so any registry classifier can be continued,
+    imported ones included. ``x`` is uint8 or float images (N, H, W, C), ``y`` class indices (N,);
+    no validation split and no early stopping (the caller measures on data it held out).
+    ``progress`` sees the ``stage`` ("fine_tune" by default). Returns ``(history, seconds)``;
+    raises ``TrainingCancelled`` when ``progress.should_stop()`` asked to stop.
+    """
+    import keras
+
+    _check_int("epochs", epochs, 1, MAX_EPOCHS)
+    _check_int("batch size", batch_size, 1, MAX_BATCH_SIZE)
+    _check_float("learning rate", learning_rate, 0.0, 10.0, open_low=True)
+    progress = progress or TrainingProgress()
+    num_classes = int(model.outputs[0].shape[-1])
+    x, y = to_model_input(x), np.eye(num_classes, dtype=np.float32)[np.asarray(y)]
+    steps = int(np.ceil(len(x) / batch_size)) * epochs
+    started = time.perf_counter()
+    with _seeded(seed):  # fit's shuffling and the augmentation layers' draws
+        model.compile(optimizer=make_optimizer(optimizer, learning_rate, weight_decay, schedule, steps),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                      metrics=["accuracy"])
+    adapter = _keras_callback(progress, stage)
+    hist = model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=[adapter], verbose=verbose, shuffle=True)
+    if adapter.cancelled:
+        raise TrainingCancelled(stage)
+    history = {stage: {k: [float(v) for v in vals] for k, vals in hist.history.items()}}
+    return history, time.perf_counter() - started
+
+
 def cross_validate(dataset, config, folds=5, progress=None, verbose=0):
     """k-fold cross-validation on the training images (seed 003's method).
 

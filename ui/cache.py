@@ -14,7 +14,9 @@ and computed in memory otherwise: nothing here writes. The engine keeps no cache
 
 from __future__ import annotations
 
+import io
 import json
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -29,6 +31,13 @@ from fashion_core.registry import Registry, model_dataset_spec
 def registry():
     """The registry of ``$FASHION_MODELS_DIR`` (or ``models/``); cheap, read on every call."""
     return Registry()
+
+
+def corrections():
+    """The corrections catalogue beside the registry (``fashion_core.corrections``); cheap."""
+    from fashion_core.corrections import CorrectionsStore
+
+    return CorrectionsStore(registry=registry())
 
 
 def model_entries():
@@ -59,13 +68,28 @@ def spec_key(spec):
     return json.dumps(spec or FASHION_MNIST_SPEC, sort_keys=True)
 
 
+def source_stamp(spec):
+    """The modification time of a catalogue given as a CSV file (None otherwise): part of the
+    dataset's cache key, so a CSV rewritten in place (the corrections catalogue) is read afresh."""
+    spec = spec or {}
+    path = Path(str(spec.get("path", ""))) if spec.get("kind") == "folder" else None
+    try:
+        return path.stat().st_mtime_ns if path is not None and path.is_file() else None
+    except OSError:
+        return None
+
+
 # A Dataset is read-only and up to hundreds of MB: shared as a resource instead of being
 # copied on every rerun as st.cache_data would.
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
-def _dataset(key):
+def _dataset_resource(key, stamp):
     from fashion_core.loaders import load_dataset
 
     return load_dataset(json.loads(key))
+
+
+def _dataset(key):
+    return _dataset_resource(key, source_stamp(json.loads(key)))
 
 
 def dataset(spec=None):
@@ -253,3 +277,28 @@ def test_saliency_overlays(name, metadata, indices, classes, method=None, scale=
     return _test_saliency_overlays(model_key(name), spec_key(model_dataset_spec(metadata)),
                                    tuple(int(i) for i in indices), tuple(int(c) for c in classes),
                                    method or DEFAULT_METHOD, int(scale))
+
+
+# --- corrections ---------------------------------------------------------------------------------
+
+
+@st.cache_data(max_entries=512)
+def _thumbnail(path, mtime_ns, side):
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image).convert("RGB")
+        image.thumbnail((side, side))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def correction_thumbnail(store, correction, side=160):
+    """PNG bytes of a stored correction's photo, at most ``side`` pixels (cached by file and
+    mtime); None when the file cannot be read."""
+    path = store.root / correction.path
+    try:
+        return _thumbnail(str(path), path.stat().st_mtime_ns, side)
+    except (OSError, ValueError):
+        return None

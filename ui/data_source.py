@@ -1,7 +1,8 @@
 """The sidebar's data-source selector, shared by every page through ``st.session_state``.
 
 The user picks Fashion-MNIST (default), the generated demo catalogue, a catalogue folder on this
-machine or an uploaded zip of one. The choice is kept as the dataset's JSON recipe
+machine, an uploaded zip of one, or "My corrections" (the photos corrected on Classify, offered
+once two classes have two photos each). The choice is kept as the dataset's JSON recipe
 (``st.session_state["data_spec"]``); the Home and Train pages use it. Evaluate, Latent space and
 Classify always use each model's *own* dataset, never this selection.
 """
@@ -25,6 +26,7 @@ SOURCES = {
     "folder": "Catalogue folder on this machine",
     "zip": "Upload a catalogue (.zip)",
 }
+CORRECTIONS = "corrections"  # offered once the corrections catalogue is loadable
 WORK_DIR = Path(tempfile.gettempdir()) / "fashion_studio"
 CATALOGUE_HELP = (
     "A catalogue is a folder with one subfolder per class (the subfolder's name is the class "
@@ -51,7 +53,11 @@ def data_source_ui():
     with st.sidebar:
         st.subheader("Data source", help="Used by Home and Train. Evaluate, Latent space and "
                      "Classify always use the dataset each model was trained on.")
-        kind = st.radio("Images", list(SOURCES), format_func=SOURCES.get, key="data_source_kind",
+        sources = dict(SOURCES)
+        store = cache.corrections()
+        if _has_corrections_catalogue(store):
+            sources[CORRECTIONS] = f"My corrections ({len(store.list())} photos)"
+        kind = st.radio("Images", list(sources), format_func=sources.get, key="data_source_kind",
                         label_visibility="collapsed")
         if kind == "fashion-mnist":
             _use({**FASHION_MNIST_SPEC})
@@ -61,11 +67,21 @@ def data_source_ui():
                 _demo_ui(image_size, color)
             elif kind == "folder":
                 _folder_ui(image_size, color)
+            elif kind == CORRECTIONS:
+                st.caption("The photos you corrected on Classify, with the labels you gave them.")
+                _load(_catalogue_spec(store.csv_path, image_size, color))
             else:
                 _zip_ui(image_size, color)
         spec = current_spec()
         st.caption(f"In use: **{_describe(spec)}**")
     return spec
+
+
+def _has_corrections_catalogue(store):
+    try:
+        return store.is_catalogue()
+    except FashionError:  # an unreadable corrections file: the other sources still work
+        return False
 
 
 def _catalogue_options():
@@ -145,4 +161,6 @@ def _describe(spec):
     if spec.get("kind") == "fashion-mnist":
         return "Fashion-MNIST"
     size = spec.get("image_size")
-    return f"{Path(spec.get('path', '?')).name} ({size}x{size}, {'colour' if spec.get('color') else 'grey'})"
+    path = Path(spec.get("path", "?"))
+    name = "My corrections" if path == cache.corrections().csv_path else path.name
+    return f"{name} ({size}x{size}, {'colour' if spec.get('color') else 'grey'})"

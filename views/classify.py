@@ -6,14 +6,17 @@ import io
 import pandas as pd
 import streamlit as st
 
-from fashion_core.errors import ImageError
+from fashion_core.errors import FashionError, ImageError
+from fashion_core.finetune import DEFAULTS, MIN_CORRECTIONS, finetune_job
 from fashion_core.preprocess import MAX_UPLOAD_BYTES
-from fashion_core.registry import default_entry
+from fashion_core.registry import default_entry, suggest_name
 from fashion_core.inference import compare_models
 from fashion_core.saliency import overlay
 from ui import cache, charts, links, widgets
+from ui.progress import StreamlitProgress
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
+REVIEW_LIMIT, REVIEW_COLUMNS = 24, 6
 
 
 def main():
@@ -30,9 +33,18 @@ def main():
     links.copy_link_ui({"model": entry.name})
     items = inputs_ui()
     explain, compare = options_ui()
-    if not items:
+    if items:
+        answers_ui(entry, items, top_k, explain)
+        if compare:
+            compare_all_ui(entries, items)
+    else:
         st.info("Add one or more images above to classify them.")
-        return
+    corrections_ui(entry)
+
+
+def answers_ui(entry, items, top_k, explain):
+    """The answers for every image (a table first when there are several), each with
+    "Wrong? It is …"."""
     classifier = widgets.loaded_or_error(cache.inference_classifier, entry.name)
     if classifier is None:
         return
@@ -40,10 +52,10 @@ def main():
         results = classifier.classify_many(items, top_k=top_k)
     if len(results) > 1:
         results_table_ui(items, results)
-    for i, ((name, _), result) in enumerate(zip(items, results)):
+    for i, ((name, data), result) in enumerate(zip(items, results)):
         result_ui(i, name, result, expanded=len(results) == 1, classifier=classifier if explain else None)
-    if compare:
-        compare_all_ui(entries, items)
+        if not isinstance(result, ImageError):
+            correction_ui(i, name, data, entry)
 
 
 def settings_ui(entries):
@@ -115,6 +127,146 @@ def result_ui(i, name, result, expanded=True, classifier=None):
                        "(temperature fitted on held-out validation images).")
             for note in result.prepared.notes:
                 st.caption(note)
+
+
+def correction_ui(i, name, data, entry):
+    """"Wrong? It is …": store the photo with its right class in the corrections catalogue."""
+    classes = list(entry.metadata.get("class_names") or [])
+    if not classes:
+        return
+    with st.popover("Wrong? It is …", icon=":material/edit:"):
+        label = st.selectbox(f"What {name} really shows", classes, index=None, key=f"correct_label_{i}",
+                             placeholder="Choose the right class")
+        st.caption("The photo and this label are kept in your corrections (beside the models): review them below, "
+                   "improve the model with them, or train on them (\"My corrections\" in the sidebar, once two "
+                   "classes have two photos each).")
+        if st.button("Save to my corrections", key=f"correct_save_{i}", type="primary", disabled=label is None,
+                     icon=":material/save:"):
+            try:
+                cache.corrections().add(data, label, model=entry, name=name)
+            except FashionError as exc:
+                st.error(str(exc))
+                return
+            st.success(f"Saved {name} as **{label}** in your corrections.")
+
+
+def corrections_ui(entry):
+    """The corrections catalogue: review (relabel, delete) and "Improve <model> with my corrections"."""
+    store = cache.corrections()
+    try:
+        corrections = store.list()
+    except FashionError as exc:
+        st.error(str(exc))
+        return
+    if not corrections:
+        return
+    st.divider()
+    st.subheader(f"Your corrections ({len(corrections)} photo{'' if len(corrections) == 1 else 's'})")
+    review_ui(store, corrections, entry)
+    improve_ui(store, entry)
+
+
+def review_ui(store, corrections, entry):
+    """The newest corrections as thumbnails, each with its label, relabel and delete."""
+    shown = corrections[::-1][:REVIEW_LIMIT]
+    with st.expander(f"Review them ({'the ' + str(len(shown)) + ' newest' if len(shown) < len(corrections) else 'all'})",
+                     expanded=False):
+        for start in range(0, len(shown), REVIEW_COLUMNS):
+            for col, correction in zip(st.columns(REVIEW_COLUMNS), shown[start:start + REVIEW_COLUMNS]):
+                with col:
+                    review_item_ui(store, correction, entry)
+
+
+def review_item_ui(store, correction, entry):
+    thumbnail = cache.correction_thumbnail(store, correction)
+    if thumbnail is not None:
+        st.image(thumbnail, width="stretch")
+    st.caption(f"**{correction.label}** · {correction.name}" + (f" · corrects {correction.model}" if correction.model else ""))
+    classes = _classes_of(correction.model) or list(entry.metadata.get("class_names") or [])
+    options = classes if correction.label in classes else [correction.label, *classes]
+    with st.popover("Edit", icon=":material/edit:"):
+        label = st.selectbox("Label", options, index=options.index(correction.label), key=f"review_label_{correction.id}")
+        c1, c2 = st.columns(2)
+        if c1.button("Relabel", key=f"review_relabel_{correction.id}", disabled=label == correction.label):
+            _change(lambda: store.relabel(correction.id, label, class_names=classes or None), f"Relabelled as {label}.")
+        if c2.button("Delete", key=f"review_delete_{correction.id}", icon=":material/delete:"):
+            _change(lambda: store.delete(correction.id), f"Deleted {correction.name} from your corrections.")
+
+
+def _classes_of(model):
+    """The class names of registry model ``model``, or None when it is gone."""
+    if not model:
+        return None
+    try:
+        return list(cache.registry().get(model).metadata.get("class_names") or []) or None
+    except FashionError:
+        return None
+
+
+def _change(action, message):
+    try:
+        action()
+    except FashionError as exc:
+        st.error(str(exc))
+        return
+    st.toast(message)
+    st.rerun()
+
+
+def improve_ui(store, entry):
+    """"Improve <model> with my corrections": a new model fine-tuned on the corrections that fit it."""
+    classes = list(entry.metadata.get("class_names") or [])
+    fitting = sum(store.counts(classes).values())
+    st.markdown(f"#### Improve {entry.name} with my corrections")
+    if fitting < MIN_CORRECTIONS:
+        st.caption(f"Correct at least {MIN_CORRECTIONS} photos with {entry.name}'s classes first ({fitting} so far).")
+        return
+    st.caption(f"{fitting} of your photos carry {entry.name}'s classes. A **new** model starts from {entry.name}'s "
+               f"weights and learns them ({DEFAULTS.epochs} epochs, mixed with {DEFAULTS.replay:,} images of "
+               f"{entry.name}'s own training data so it does not forget); a fifth of your photos is held out "
+               f"to measure it, before and after, with {entry.name}'s test set. {entry.name} is not changed. "
+               "Takes minutes.")
+    taken = set(cache.registry().names())
+    name = st.text_input("Name of the new model", value=free_name(f"{entry.name}-corrected", taken), key="improve_name")
+    if not st.button(f"Improve {entry.name} with my corrections", key="improve_button", type="primary",
+                     icon=":material/auto_fix_high:"):
+        return
+    progress = StreamlitProgress(first_stage="fine_tune")
+    try:
+        with st.spinner("Measuring, fine-tuning and measuring again…"):
+            result = improve(entry.name, store.csv_for(classes), name, progress)
+    except FashionError as exc:
+        st.error(str(exc))
+        return
+    improve_result_ui(result)
+
+
+def improve(base, csv_path, name, progress):
+    """The one call behind the button (a background job later): ``finetune.finetune_job``."""
+    return finetune_job({"base": base, "data_csv": str(csv_path), "name": name}, progress, cache.registry())
+
+
+def improve_result_ui(result):
+    before, after = result["before"], result["after"]
+    st.success(f"Saved **{result['name']}**, fine-tuned from {result['base']} on {result['corrections']} of your photos "
+               f"in {result['train_seconds']:.0f} s. Choose it above to use it.")
+    c1, c2 = st.columns(2)
+    if after["heldout_accuracy"] is not None:
+        c1.metric(f"Your held-out photos ({result['heldout']})", f"{after['heldout_accuracy']:.1%}",
+                  delta=f"{100 * (after['heldout_accuracy'] - before['heldout_accuracy']):+.1f} points",
+                  help=f"{result['base']}: {before['heldout_accuracy']:.1%}")
+    c2.metric(f"{result['base']}'s test set", f"{after['test_accuracy']:.2%}",
+              delta=f"{100 * (after['test_accuracy'] - before['test_accuracy']):+.2f} points",
+              help=f"{result['base']}: {before['test_accuracy']:.2%}")
+    if result["skipped"]:
+        st.caption(f"{len(result['skipped'])} photo(s) could not be read and were left out.")
+
+
+def free_name(stem, taken):
+    """``stem`` as a model name, with -2, -3, … when it is taken."""
+    base = suggest_name(stem)
+    candidates = (base if i == 1 else suggest_name(f"{base}-{i}") for i in range(1, 1000))
+    return next(c for c in candidates if c not in taken)
 
 
 def compare_all_ui(entries, items):
