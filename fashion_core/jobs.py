@@ -194,6 +194,21 @@ def _run_sweep(params, progress, registry):
     return {**result, "dataset_name": data.name}
 
 
+def _check_finetune(params, registry):
+    from pathlib import Path
+
+    registry.get(params.get("base"))  # a clear error for an unknown base
+    registry.check_name_free(params.get("name"))
+    if not Path(str(params.get("data_csv") or "")).is_file():
+        raise InvalidParameterError(f"{params.get('data_csv')}: no such corrections file.")
+
+
+def _run_finetune(params, progress, registry):
+    from .finetune import finetune_job
+
+    return finetune_job(params, progress, registry)
+
+
 def _arch_title(params):
     from . import zoo
 
@@ -211,6 +226,8 @@ JOB_KINDS = {
                      runs=lambda p: [f"Run {i + 1}/{len(g)} ({o}, lr {r:g})"
                                      for g in [sweep_grid(p["optimizers"], p["learning_rates"])]
                                      for i, (o, r) in enumerate(g)]),
+    "finetune": JobKind("Fine-tuning", _run_finetune, _check_finetune,
+                        title=lambda p: f"{p['name']} (from {p['base']})", target=lambda p: p["name"]),
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fashion_core.corrections import CorrectionsStore
-from tests.helpers import PHOTO_FIXTURES, TIMEOUT, assert_clean, open_app
+from tests.helpers import PHOTO_FIXTURES, TIMEOUT, assert_clean, open_app, wait_for_jobs
 
 
 def photo(name):
@@ -94,6 +94,10 @@ def test_improve_with_my_corrections_saves_a_new_model(photo_models, fashion_mni
     at = open_app("views/classify.py")
     assert at.text_input(key="improve_name").value == "sure_sneaker-corrected"
     at.button(key="improve_button").click()
+    at.run()
+    assert_clean(at)
+    assert any("It runs in the background" in i.value for i in at.info)  # a job: the page is free
+    wait_for_jobs()
     at.run()
     assert_clean(at)
     assert any("Saved **sure_sneaker-corrected**" in s.value for s in at.success)

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from fashion_core import jobs
-from fashion_core.errors import DataError, InvalidNameError, InvalidParameterError
+from fashion_core.errors import DataError, FashionError, InvalidNameError, InvalidParameterError
 from fashion_core.jobs import JobKind, JobRunner, JobStore
 
 
@@ -279,3 +279,19 @@ def test_train_and_save_asked_to_stop_saves_nothing(registry, small_dataset):
         train_and_save(small_dataset, TrainConfig(arch="seed004_cnn", epochs=1, limit=200), "stopped",
                        registry=registry, progress=StopAfterTraining())
     assert registry.names() == []
+
+
+def test_a_finetune_job_is_checked_at_submit(store, photo_models, tmp_path):
+    """The "Improve" button's job: an unknown base, a taken name or a missing corrections file is
+    refused before anything is queued."""
+    csv = tmp_path / "corrections.csv"
+    csv.write_text("path,label\n")
+    with pytest.raises(FashionError):
+        store.submit("finetune", {"base": "missing", "data_csv": str(csv), "name": "new_one"}, registry=photo_models)
+    with pytest.raises(FashionError):
+        store.submit("finetune", {"base": "unsure", "data_csv": str(csv), "name": "sure_sneaker"}, registry=photo_models)
+    with pytest.raises(FashionError):
+        store.submit("finetune", {"base": "unsure", "data_csv": str(tmp_path / "no.csv"), "name": "new_one"},
+                     registry=photo_models)
+    job = store.submit("finetune", {"base": "unsure", "data_csv": str(csv), "name": "new_one"}, registry=photo_models)
+    assert job.state == "queued" and job.target == "new_one" and "from unsure" in job.title

@@ -7,13 +7,13 @@ import pandas as pd
 import streamlit as st
 
 from fashion_core.errors import FashionError, ImageError
-from fashion_core.finetune import DEFAULTS, MIN_CORRECTIONS, finetune_job
+from fashion_core.finetune import DEFAULTS, MIN_CORRECTIONS
+from fashion_core.jobs import DONE, ENDED
 from fashion_core.preprocess import MAX_UPLOAD_BYTES
 from fashion_core.registry import default_entry, suggest_name
 from fashion_core.inference import compare_models
 from fashion_core.saliency import overlay
-from ui import cache, charts, links, widgets
-from ui.progress import StreamlitProgress
+from ui import cache, charts, jobs, links, widgets
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
 REVIEW_LIMIT, REVIEW_COLUMNS = 24, 6
@@ -228,22 +228,33 @@ def improve_ui(store, entry):
                "Takes minutes.")
     taken = set(cache.registry().names())
     name = st.text_input("Name of the new model", value=free_name(f"{entry.name}-corrected", taken), key="improve_name")
-    if not st.button(f"Improve {entry.name} with my corrections", key="improve_button", type="primary",
-                     icon=":material/auto_fix_high:"):
-        return
-    progress = StreamlitProgress(first_stage="fine_tune")
-    try:
-        with st.spinner("Measuring, fine-tuning and measuring again…"):
-            result = improve(entry.name, store.csv_for(classes), name, progress)
-    except FashionError as exc:
-        st.error(str(exc))
-        return
-    improve_result_ui(result)
+    if st.button(f"Improve {entry.name} with my corrections", key="improve_button", type="primary",
+                 icon=":material/auto_fix_high:"):
+        try:
+            csv_path = store.csv_for(classes)
+        except FashionError as exc:
+            st.error(str(exc))
+            return
+        job = jobs.submit("finetune", {"base": entry.name, "data_csv": str(csv_path), "name": name})
+        if job is not None:
+            st.session_state["improve_job"] = job.id
+    improve_job_ui()
 
 
-def improve(base, csv_path, name, progress):
-    """The one call behind the button (a background job later): ``finetune.finetune_job``."""
-    return finetune_job({"base": base, "data_csv": str(csv_path), "name": name}, progress, cache.registry())
+def improve_job_ui():
+    """The person's last "Improve" job: queued / running (see the sidebar), or its before/after."""
+    job_id = st.session_state.get("improve_job")
+    job = jobs.store().get(job_id) if job_id else None
+    if job is None:
+        return
+    if job.state == DONE:
+        improve_result_ui(job.result)
+    elif job.state in ENDED:
+        st.warning(f"Fine-tuning {job.title} {job.state}: {job.error or 'nothing was saved'}.")
+    else:
+        st.info(f"**{job.title}**: {jobs.status_line(job)}. It runs in the background: use the studio "
+                "meanwhile; the sidebar shows its progress and the new model appears when it is done.",
+                icon=":material/schedule:")
 
 
 def improve_result_ui(result):
