@@ -42,7 +42,7 @@ def reproduce_command(config, name, dataset_spec, additions=None):
     if config.init_from:
         parts += ["--from", config.init_from]
     for key, value in sorted((config.build_options or {}).items()):
-        parts += ["--option", f"{key}={json.dumps(value)}"]
+        parts += ["--option", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
     if dataset_spec.get("kind") == "folder":
         parts += ["--data-dir", str(dataset_spec["path"])]
     if dataset_spec.get("kind") == "folder" or dataset_spec.get("image_size"):

@@ -153,7 +153,45 @@ def table_rows(registry):
         command = f"`{meta['command']}`" if meta.get("command") else "-"
         rows.append([f"{spec.title} (`{entry.name}`)", claim, ours, _epochs_text(meta, spec),
                      _minutes(meta.get("train_seconds")), command, note_for(meta, spec, best)])
+        rows += [_variant_row(variant, spec, claim) for variant in variants(entries, arch, entry)]
     return rows
+
+
+def _options(entry):
+    return (entry.metadata.get("hyper_parameters") or {}).get("build_options") or {}
+
+
+def variants(entries, arch, main):
+    """Other shipped Fashion-MNIST models of ``arch`` built with other architecture options
+    (``--option``, e.g. seed 004's sigmoid head): the best of each, so the table says both."""
+    main_options = _options(main)
+    groups = {}
+    for entry in entries:
+        options = _options(entry)
+        if entry.name == main.name or not options or options == main_options or entry.metadata.get("additions"):
+            continue
+        if entry.metadata.get("arch") != arch or entry.dataset_spec.get("kind") != "fashion-mnist":
+            continue
+        key = json.dumps(options, sort_keys=True)
+        if key not in groups or entry.test_accuracy > groups[key].test_accuracy:
+            groups[key] = entry
+    return [groups[key] for key in sorted(groups)]
+
+
+def _variant_row(entry, spec, claim):
+    meta = entry.metadata
+    options = ", ".join(f"{k}={v}" for k, v in sorted(_options(entry).items()))
+    accuracy = meta.get("test_accuracy")
+    ours = f"{100 * accuracy:.2f}%" if isinstance(accuracy, (int, float)) else "-"
+    best = 100 * accuracy if isinstance(accuracy, (int, float)) else None
+    if meta.get("flip_tta_accuracy") is not None:
+        ours += f" (flip-TTA {100 * meta['flip_tta_accuracy']:.2f}%)"
+        best = max(best or 0.0, 100 * meta["flip_tta_accuracy"])
+    preset = (meta.get("hyper_parameters") or {}).get("preset")
+    title = f"{spec.title}, {f'preset {preset}: ' if preset else ''}{options} (`{entry.name}`)"
+    command = f"`{meta['command']}`" if meta.get("command") else "-"
+    return [title, claim, ours, _epochs_text(meta, spec), _minutes(meta.get("train_seconds")), command,
+            note_for(meta, spec, best)]
 
 
 def photo_rows(registry):

@@ -64,7 +64,7 @@ def test_train_option_reaches_the_builder_and_the_command(registry, capsys):
     assert code == 0, capsys.readouterr()
     entry = registry.get("sig")
     assert entry.metadata["hyper_parameters"]["build_options"] == {"output": "sigmoid"}
-    assert "--option 'output=\"sigmoid\"'" in entry.metadata["command"]
+    assert "--option output=sigmoid" in entry.metadata["command"]
     assert registry.load_classifier("sig").get_layer("sigmoid_log") is not None
     for bad in (["--option", "output"], ["--option", "colour=1"]):
         result = run_cli("train", "--arch", "seed004_cnn", "--epochs", "1", *bad)
