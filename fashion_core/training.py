@@ -129,12 +129,12 @@ class Preset:
 PRESETS = {
     "quick": Preset(
         name="quick",
-        description="FashionNet at width 32 without random erasing, 8 epochs, batch 256, AdamW 4e-3 "
-                    "with warm-up + cosine: past the seeds' best (93.4%) in minutes.",
-        arch="fashion_net", epochs=8, batch_size=256, learning_rate=4e-3,
-        build_options={"width": 32, "random_erasing": False},
-        seconds_per_image_epoch=0.0,
-        measured="",
+        description="FashionNet at width 24 without random erasing, 12 epochs, batch 256, AdamW 4e-3 "
+                    "with warm-up + cosine (measured: 93.27% test, 93.60% with flip-TTA).",
+        arch="fashion_net", epochs=12, batch_size=256, learning_rate=4e-3,
+        build_options={"width": 24, "random_erasing": False},
+        seconds_per_image_epoch=52.0 / 57000,
+        measured="52 s per epoch of 57,000 images on a quiet 2-core CPU, 2026-11-26; docs/QUICK.md",
     ),
 }
 
