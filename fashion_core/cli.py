@@ -77,21 +77,55 @@ def _train_config(args):
         fine_tune_epochs=getattr(args, "fine_tune_epochs", None),
         class_weights=getattr(args, "class_weights", False),
         init_from=getattr(args, "init_from", None),
+        head_epochs=getattr(args, "head_epochs", None), unfreeze=getattr(args, "unfreeze", None),
     )
 
 
+def _transfer_run(args, registry):
+    """``(config, dataset)`` of ``train --from MODEL`` onto a catalogue (or from an ImageNet
+    backbone): the backbone is checked (model, weights, shape) before any image is read."""
+    from . import transfer
+
+    backbone = transfer.resolve_backbone(args.init_from, registry, args.weights)
+    if args.arch and args.arch != backbone.arch:
+        raise CommandError(f"--arch {args.arch} differs from {backbone.source}'s architecture ({backbone.arch}); "
+                           "leave --arch out with --from.")
+    shape = transfer.catalogue_shape(backbone, args.image_size, True if args.color else None)
+    transfer.check_fits(backbone, shape)
+    config = transfer.transfer_config(
+        backbone, epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, head_epochs=args.head_epochs,
+        unfreeze=args.unfreeze, seed=args.seed, validation_fraction=args.val_fraction, class_weights=args.class_weights,
+        limit=args.limit, precision=args.precision, optimizer=args.optimizer)
+    transfer.check_weights_available(backbone)
+    args.image_size, args.color = shape[0], shape[2] == 3
+    return config, _dataset_from_args(args)
+
+
 def cmd_train(args):
+    import time
+
     from .registry import Registry, suggest_name
     from .runs import train_and_save
 
-    config = _train_config(args).resolve()  # fail fast before loading data
-    name = args.name or suggest_name(f"{args.arch}-{config.epochs}ep")
+    started = time.perf_counter()
     registry = Registry()
+    transfer_run = bool(args.init_from) and (bool(args.data_dir) or args.init_from.startswith("imagenet:"))
+    if args.weights and not transfer_run:
+        raise CommandError("--weights applies with --from imagenet:NAME only.")
+    if not args.arch and not args.init_from:
+        raise CommandError("--arch is required (or --from MODEL to start from a trained model).")
+    if not transfer_run:
+        args.arch = args.arch or registry.get(args.init_from).metadata.get("arch")
+        config = _train_config(args).resolve()  # fail fast before loading data
+    name = args.name or suggest_name(f"{args.arch or args.init_from}-{args.epochs or 'default'}ep")
     try:
         registry.check_name_free(name, args.overwrite)
     except InvalidNameError as exc:
         raise CommandError(f"{exc} (command line: use --name or --overwrite)") from None
-    dataset = _dataset_from_args(args)
+    if transfer_run:
+        config, dataset = _transfer_run(args, registry)
+    else:
+        dataset = _dataset_from_args(args)
     command = shlex.join(["python", "-m", "fashion_core", *sys.argv[1:]]) if args.record_argv else None
     entry, result, evaluation = train_and_save(
         dataset, config, name, registry=registry, verbose=1 if not args.quiet else 0,
@@ -108,9 +142,17 @@ def cmd_train(args):
         "params": meta["params"],
         "path": str(entry.path),
     }
-    human = (f"saved {entry.name} ({meta['arch']}): test accuracy {meta['test_accuracy']:.4f}"
+    if meta.get("parent"):
+        payload["parent"] = meta["parent"]
+        payload["lineage"] = entry.lineage
+    wall = round(time.perf_counter() - started, 1)
+    registry.update_metadata(entry.name, wall_seconds=wall)
+    payload["wall_seconds"] = wall  # everything: reading images, training, evaluation, saving
+    human = (f"saved {entry.name} ({meta['arch']}"
+             + (f", from {' ← '.join(entry.lineage)}" if meta.get("parent") else "")
+             + f"): test accuracy {meta['test_accuracy']:.4f}"
              + (f", flip-TTA {meta['flip_tta_accuracy']:.4f}" if meta.get("flip_tta_accuracy") else "")
-             + f", {meta['train_seconds']:.0f} s of training → {entry.path}")
+             + f", {meta['train_seconds']:.0f} s of training, {wall:.0f} s in all → {entry.path}")
     return payload, human
 
 
@@ -265,10 +307,10 @@ def cmd_delete(args):
 
 
 def _train_arguments(p):
-    from .training import OPTIMIZERS, PRECISIONS
+    from .training import OPTIMIZERS, PRECISIONS, UNFREEZE
     from .zoo import ARCHITECTURES
 
-    p.add_argument("--arch", required=True, choices=list(ARCHITECTURES))
+    p.add_argument("--arch", choices=list(ARCHITECTURES), help="required unless --from names the model to start from")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--optimizer", choices=list(OPTIMIZERS))
@@ -283,7 +325,11 @@ def _train_arguments(p):
     p.add_argument("--fine-tune-epochs", type=int, help="whole-network fine-tuning epochs (conv_autoencoder)")
     p.add_argument("--class-weights", action="store_true", help="balance classes by weighting the loss")
     p.add_argument("--from", dest="init_from", metavar="MODEL",
-                   help="start from this registry model's weights (fine-tuning) instead of random ones")
+                   help="start from this registry model's weights (fine-tuning) instead of random ones; with --data-dir, "
+                        "or imagenet:NAME, a new head for the catalogue's classes, then fine-tuning (docs/TRANSFER.md)")
+    p.add_argument("--weights", metavar="FILE", help="with --from imagenet:NAME: a local ImageNet weights file (offline)")
+    p.add_argument("--head-epochs", type=int, help="with --from onto a catalogue: epochs of the new head alone")
+    p.add_argument("--unfreeze", choices=list(UNFREEZE), help="with --from onto a catalogue: layers fine-tuned")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--record-argv", action="store_true", help=argparse.SUPPRESS)

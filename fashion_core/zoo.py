@@ -41,6 +41,9 @@ class ArchSpec:
     paper_accuracy: str = ""
     min_size: int = 8  # smallest image side the architecture can take
     flip_tta: bool = False  # evaluated and served with flip test-time augmentation
+    top_block: tuple = ()  # layer-name prefixes of the last block (fine-tuned with ``unfreeze="top"``)
+    any_size: bool = False  # global pooling: weights fit any input size (a backbone for other sizes)
+    imagenet: bool = False  # a keras.applications network with ImageNet weights (``--from imagenet:NAME``)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -257,6 +260,40 @@ def build_vgg16_transfer(input_shape, num_classes, weights="imagenet"):
     return ModelBundle(keras.Model(inputs, _softmax_head(x, num_classes), name="vgg16_transfer"))
 
 
+# --- ImageNet backbones (``train --from imagenet:NAME``) ------------------------------------------
+
+
+def build_imagenet_backbone(input_shape, num_classes, application="MobileNetV3Small", weights=None):
+    """A keras.applications network (``include_top=False``, global average pooling) under our head.
+
+    Inputs (model contract: [0, 1], garment bright on black) are resized to at least 32x32, grey
+    repeated to three channels and turned back into a 0–255 photo on a light background
+    (``1 - x``, as ImageNet's photos and the product shots were), which the MobileNetV3 and
+    EfficientNet applications rescale themselves. Head: Dense 256 → BN → ReLU (the embedding) →
+    dropout 0.3 → softmax. ``weights``: ``"imagenet"`` (Keras downloads them once, to
+    ~/.keras/models), a local weights file, or None (untrained; tests).
+    """
+    keras = _keras()
+    layers = keras.layers
+    height, width, channels = input_shape
+    size = max(32, height, width)
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    if (height, width) != (size, size):
+        x = layers.Resizing(size, size, name="resize")(x)
+    if channels == 1:
+        x = layers.Concatenate(name="to_rgb")([x, x, x])
+    x = layers.Rescaling(-255.0, offset=255.0, name="to_photo")(x)
+    base = getattr(keras.applications, application)(include_top=False, weights=weights, input_shape=(size, size, 3),
+                                                    pooling="avg", name="backbone")
+    x = base(x)
+    x = layers.Dense(256, use_bias=False, name="embedding_dense")(x)
+    x = layers.BatchNormalization(momentum=0.9, name="embedding_bn")(x)
+    x = layers.Activation("relu", name=EMBEDDING_LAYER)(x)
+    x = layers.Dropout(0.3, name="dropout")(x)
+    return ModelBundle(keras.Model(inputs, _softmax_head(x, num_classes), name=f"{application.lower()}_transfer"))
+
+
 # --- ours --------------------------------------------------------------------------------------
 
 
@@ -303,6 +340,8 @@ _SPECS = (
         label_smoothing=0.1, lr_schedule="warmup_cosine", weight_decay=0.02,
         paper_accuracy="target ≥ 95.0%",
         flip_tta=True,
+        top_block=("s3",),
+        any_size=True,
     ),
     ArchSpec(
         name="seed003_cnn", builder=build_seed003_cnn,
@@ -355,6 +394,29 @@ _SPECS = (
         optimizer="adam", learning_rate=1e-3, epochs=10, batch_size=128,
         paper_accuracy="82.02%",
         min_size=8,
+        any_size=True,
+    ),
+    ArchSpec(
+        name="mobilenet_v3_small", builder=lambda shape, classes, weights=None: build_imagenet_backbone(
+            shape, classes, "MobileNetV3Small", weights),
+        title="MobileNetV3-Small (ImageNet backbone)",
+        source="Howard et al., Searching for MobileNetV3 (keras.applications)",
+        description="ImageNet MobileNetV3-Small under a 256-d embedding and a new head (train --from imagenet:mobilenet_v3_small).",
+        optimizer="adamw", learning_rate=1e-3, epochs=8, batch_size=64,
+        lr_schedule="warmup_cosine", weight_decay=0.02,
+        min_size=32, any_size=True, imagenet=True, flip_tta=True,
+        extra={"application": "MobileNetV3Small", "default_size": 96},
+    ),
+    ArchSpec(
+        name="efficientnet_b0", builder=lambda shape, classes, weights=None: build_imagenet_backbone(
+            shape, classes, "EfficientNetB0", weights),
+        title="EfficientNet-B0 (ImageNet backbone)",
+        source="Tan & Le, EfficientNet (keras.applications)",
+        description="ImageNet EfficientNet-B0 under a 256-d embedding and a new head (train --from imagenet:efficientnet_b0).",
+        optimizer="adamw", learning_rate=1e-3, epochs=8, batch_size=64,
+        lr_schedule="warmup_cosine", weight_decay=0.02,
+        min_size=32, any_size=True, imagenet=True, flip_tta=True,
+        extra={"application": "EfficientNetB0", "default_size": 96},
     ),
 )
 ARCHITECTURES = {spec.name: spec for spec in _SPECS}
