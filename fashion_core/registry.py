@@ -218,7 +218,7 @@ class ModelEntry:
         return is_photo_model(self.metadata)
 
     def summary(self):
-        """Row for tables: name, arch, test_accuracy, size, created."""
+        """Row for tables: name, arch, test_accuracy, size, created, lineage ("photo_net ← fashion_net")."""
         size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
         return {
             "name": self.name,
@@ -228,6 +228,7 @@ class ModelEntry:
             "size_mb": round(size / 1e6, 2),
             "created": self.metadata.get("created_at", ""),
             "has_encoder": self.has_autoencoder,
+            "lineage": " ← ".join(self.lineage),
         }
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import zoo
 from .errors import InvalidParameterError, ModelNotFoundError
-from .registry import Registry
+from .registry import Registry, default_entry
 from .training import TrainConfig
 
 IMAGENET_PREFIX = "imagenet:"
@@ -79,6 +79,25 @@ def imagenet_backbones():
     return [name for name, spec in zoo.ARCHITECTURES.items() if spec.imagenet]
 
 
+def usable_as_backbone(entry):
+    """True for a registry classifier whose architecture can be rebuilt for other classes (not
+    imported, not a two-stage autoencoder model)."""
+    spec = zoo.ARCHITECTURES.get(entry.metadata.get("arch"))
+    return bool(spec and not spec.pretrain and entry.metadata.get("class_names"))
+
+
+def start_from_choices(entries):
+    """What "Start from" offers: the registry's usable classifiers, then the ImageNet backbones."""
+    return [e.name for e in entries if usable_as_backbone(e)] + [IMAGENET_PREFIX + n for n in imagenet_backbones()]
+
+
+def default_start_from(entries):
+    """The backbone to pre-select: the photo model (it has seen product shots; docs/TRANSFER.md),
+    else the best Fashion-MNIST classifier, else None."""
+    best = default_entry([e for e in entries if usable_as_backbone(e)], any_dataset=True)
+    return best.name if best is not None else None
+
+
 def resolve_backbone(source, registry=None, weights=None):
     """The ``Backbone`` that ``--from SOURCE`` names, or a one-line ``InvalidParameterError``."""
     source = str(source or "").strip()
@@ -103,6 +122,9 @@ def resolve_backbone(source, registry=None, weights=None):
                                     "unknown, so it cannot be rebuilt for other classes; start from a trained model.")
     if not entry.metadata.get("class_names"):
         raise InvalidParameterError(f"{source} is not a classifier (no classes in its metadata): nothing to start from.")
+    if zoo.ARCHITECTURES[arch].pretrain:
+        raise InvalidParameterError(f"{source} ({arch}) is an autoencoder model trained in two stages; start from a "
+                                    "plain classifier (e.g. photo_net or fashion_net).")
     shape = tuple(int(d) for d in entry.metadata.get("image_shape") or (28, 28, 1))
     options = (entry.metadata.get("hyper_parameters") or {}).get("build_options") or {}
     return Backbone(source=source, arch=arch, image_shape=shape, lineage=(source, *entry.lineage),
@@ -134,20 +156,10 @@ def check_weights_available(backbone):
 
     if not backbone.is_imagenet or backbone.weights:
         return
-    try:  # Keras prints "Downloading data from ..." and warns about sizes: not this command's output
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            zoo.build(backbone.arch, backbone.image_shape, 2, weights="imagenet")
-    except InvalidParameterError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any download failure means the same thing here
-        raise InvalidParameterError(_offline_message(backbone, exc)) from None
-
-
-def _offline_message(backbone, exc):
-    return (f"{backbone.source}: ImageNet weights could not be downloaded (offline?); pass --weights FILE, a local "
-            f"weights file of keras.applications' {zoo.get_spec(backbone.arch).extra['application']}"
-            f"(include_top=False) ({type(exc).__name__}).")
+    # Keras prints "Downloading data from ..." and warns about sizes: not this command's output.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zoo.build(backbone.arch, backbone.image_shape, 2, weights="imagenet")  # one line when offline
 
 
 def check_fits(backbone, image_shape):

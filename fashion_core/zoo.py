@@ -284,8 +284,17 @@ def build_imagenet_backbone(input_shape, num_classes, application="MobileNetV3Sm
     if channels == 1:
         x = layers.Concatenate(name="to_rgb")([x, x, x])
     x = layers.Rescaling(-255.0, offset=255.0, name="to_photo")(x)
-    base = getattr(keras.applications, application)(include_top=False, weights=weights, input_shape=(size, size, 3),
-                                                    pooling="avg", name="backbone")
+    try:
+        base = getattr(keras.applications, application)(include_top=False, weights=weights,
+                                                        input_shape=(size, size, 3), pooling="avg", name="backbone")
+    except Exception as exc:  # noqa: BLE001 - a failed download or a foreign weights file: one clear line
+        if weights == "imagenet":
+            raise InvalidParameterError(
+                f"{application}'s ImageNet weights could not be downloaded (offline?); pass --weights FILE, a local "
+                f"weights file of keras.applications.{application}(include_top=False) ({type(exc).__name__})."
+            ) from None
+        raise InvalidParameterError(f"{weights}: not weights of {application}(include_top=False): "
+                                    f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
     x = base(x)
     x = layers.Dense(256, use_bias=False, name="embedding_dense")(x)
     x = layers.BatchNormalization(momentum=0.9, name="embedding_bn")(x)
