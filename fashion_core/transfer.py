@@ -29,10 +29,10 @@ class TransferSchedule:
     """The default transfer schedule (measured: docs/TRANSFER.md)."""
 
     head_epochs: int = 20      # a new head alone, on the frozen backbone's embeddings (seconds)
-    epochs: int = 8            # then fine-tuning, warm-up + cosine learning rate
-    learning_rate: float = 1e-3
+    epochs: int = 10           # then fine-tuning, warm-up + cosine learning rate
+    learning_rate: float = 2e-3
     batch_size: int = 64
-    unfreeze: str = "all"      # training.UNFREEZE
+    unfreeze: str = "top"      # training.UNFREEZE: the last block, the embedding and the head
     freeze_bn: bool = True     # batch norm statistics stay the backbone's (small catalogues)
     optimizer: str = "adamw"
 

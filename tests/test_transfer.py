@@ -20,7 +20,7 @@ from tests.helpers import APP, TIMEOUT, assert_clean
 CLASSES = ("Boxes", "Rings", "Stripes")
 
 
-def make_catalogue(folder, per_class=8, n_test=2, split=True, keywords=True):
+def make_catalogue(folder, per_class=12, n_test=2, split=True, keywords=True):
     """A tiny generated product catalogue (light background, three shapes) as a CSV; returns its path."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -75,7 +75,7 @@ def test_split_column_fixes_the_split_and_keywords_column_gives_class_keywords(t
     from fashion_core.catalogue import load_catalogue
 
     data = load_catalogue(make_catalogue(tmp_path / "cat"), image_size=16, color=True)
-    assert len(data.y_test) == 2 * len(CLASSES) and len(data.y_train) == 6 * len(CLASSES)
+    assert len(data.y_test) == 2 * len(CLASSES) and len(data.y_train) == 10 * len(CLASSES)
     assert data.class_keywords["Rings"][:2] == ("rings", "shape 1")  # most frequent first
     again = load_catalogue(tmp_path / "cat" / "catalogue.csv", image_size=16, color=True, test_fraction=0.5)
     np.testing.assert_array_equal(again.x_test, data.x_test)  # the column wins over test_fraction
@@ -85,7 +85,7 @@ def test_without_split_column_the_seeded_split_as_before(tmp_path):
     from fashion_core.catalogue import load_catalogue
 
     data = load_catalogue(make_catalogue(tmp_path / "cat", split=False, keywords=False), image_size=16)
-    assert len(data.y_test) == round(0.2 * 8) * len(CLASSES) and data.class_keywords == {}
+    assert len(data.y_test) == round(0.2 * 12) * len(CLASSES) and data.class_keywords == {}
 
 
 @pytest.mark.parametrize("bad, message", [("valid", "split must be 'train' or 'test'"), ("no_test", "without readable")])
@@ -228,6 +228,11 @@ def test_train_page_start_from_lists_backbones_and_preselects_the_photo_model(re
     spec = {"kind": "folder", "path": str(csv_path), "image_size": 16, "color": True, "test_fraction": 0.2, "seed": 0}
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
+    # The sidebar (app.py) runs on every page: choose the catalogue there, as a person would.
+    at.session_state["data_source_kind"] = "folder"
+    at.session_state["catalogue_path"] = str(csv_path)
+    at.session_state["catalogue_image_size"] = 16
+    at.session_state["catalogue_color"] = True
     at.session_state["data_spec"] = spec
     at.switch_page("views/train.py")
     at.run()
@@ -250,7 +255,7 @@ def test_models_page_shows_lineage(registry):
 
 
 def test_classify_page_shows_a_catalogue_models_keywords(registry, tmp_path):
-    from tests.helpers import constant_classifier, open_app, png_bytes
+    from tests.helpers import constant_classifier, open_app
 
     logits = np.array([0.0, 5.0, 0.0])
     registry.save("shop_const", constant_classifier(logits, (16, 16, 3)), {
@@ -260,7 +265,9 @@ def test_classify_page_shows_a_catalogue_models_keywords(registry, tmp_path):
     at = open_app("views/classify.py")
     at.selectbox(key="classify_model").set_value("shop_const")
     at.run()
-    at.get("file_uploader")[0].set_value([("ring.png", png_bytes(np.full((20, 20, 3), 200)), "image/png")])
+    make_catalogue(tmp_path / "cat")
+    photo = (tmp_path / "cat" / "Rings_0.png").read_bytes()
+    at.get("file_uploader")[0].set_value([("ring.png", photo, "image/png")])
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("`hoop` · `ring box`" in m.value for m in at.markdown), [m.value for m in at.markdown]
