@@ -103,11 +103,11 @@ def resolve_backbone(source, registry=None, weights=None):
     source = str(source or "").strip()
     if not source:
         raise InvalidParameterError("--from needs a registry model or imagenet:NAME.")
+    registry = registry or Registry()
     if source.startswith(IMAGENET_PREFIX):
-        return _imagenet_backbone(source, weights)
+        return _imagenet_backbone(source, weights, registry)
     if weights:
         raise InvalidParameterError("--weights loads ImageNet weights; it applies with --from imagenet:NAME only.")
-    registry = registry or Registry()
     try:
         entry = registry.get(source)
     except ModelNotFoundError:
@@ -131,7 +131,7 @@ def resolve_backbone(source, registry=None, weights=None):
                     images_per_second=recorded_speed(entry.metadata), build_options=tuple(sorted(options.items())))
 
 
-def _imagenet_backbone(source, weights):
+def _imagenet_backbone(source, weights, registry):
     name = source[len(IMAGENET_PREFIX):]
     spec = zoo.ARCHITECTURES.get(name)
     if spec is None or not spec.imagenet:
@@ -143,8 +143,12 @@ def _imagenet_backbone(source, weights):
             raise InvalidParameterError(f"--weights {weights}: file not found.")
         weights = str(path.resolve())
     size = spec.extra["default_size"]
+    # Its recorded speed: the latest registry model fine-tuned from it (none before the first run).
+    children = sorted((e for e in registry.list() if e.metadata.get("parent") == source),
+                      key=lambda e: e.metadata.get("created_at", ""))
+    speed = recorded_speed(children[-1].metadata) if children else None
     return Backbone(source=source, arch=name, image_shape=(size, size, 3), lineage=(source,), weights=weights,
-                    images_per_second=spec.extra.get("images_per_second"))
+                    images_per_second=speed)
 
 
 def check_weights_available(backbone):
