@@ -128,7 +128,8 @@ def resolve_backbone(source, registry=None, weights=None):
     shape = tuple(int(d) for d in entry.metadata.get("image_shape") or (28, 28, 1))
     options = (entry.metadata.get("hyper_parameters") or {}).get("build_options") or {}
     return Backbone(source=source, arch=arch, image_shape=shape, lineage=(source, *entry.lineage),
-                    images_per_second=recorded_speed(entry.metadata), build_options=tuple(sorted(options.items())))
+                    images_per_second=_speed(source, registry, entry.metadata),
+                    build_options=tuple(sorted(options.items())))
 
 
 def _imagenet_backbone(source, weights, registry):
@@ -143,12 +144,8 @@ def _imagenet_backbone(source, weights, registry):
             raise InvalidParameterError(f"--weights {weights}: file not found.")
         weights = str(path.resolve())
     size = spec.extra["default_size"]
-    # Its recorded speed: the latest registry model fine-tuned from it (none before the first run).
-    children = sorted((e for e in registry.list() if e.metadata.get("parent") == source),
-                      key=lambda e: e.metadata.get("created_at", ""))
-    speed = recorded_speed(children[-1].metadata) if children else None
     return Backbone(source=source, arch=name, image_shape=(size, size, 3), lineage=(source,), weights=weights,
-                    images_per_second=speed)
+                    images_per_second=_speed(source, registry))
 
 
 def check_weights_available(backbone):
@@ -222,6 +219,18 @@ def lineage_of(source, registry=None):
         return [source, *(registry or Registry()).get(source).lineage]
     except ModelNotFoundError:
         return [source]
+
+
+def _speed(source, registry, own=None):
+    """A backbone's recorded training speed: that of the latest model started from it with the
+    transfer schedule (the same kind of run), else that of its own training run, else None."""
+    children = sorted((e for e in registry.list() if e.metadata.get("parent") == source and e.metadata.get("schedule")),
+                      key=lambda e: e.metadata.get("created_at", ""))
+    for metadata in [*(c.metadata for c in reversed(children)), own or {}]:
+        speed = recorded_speed(metadata)
+        if speed:
+            return speed
+    return None
 
 
 def recorded_speed(metadata):
