@@ -38,17 +38,22 @@ RUNS = {
 }
 
 
+def shown_command(csv, args, name):
+    """The command as a person types it from the repository (relative catalogue path)."""
+    return " ".join(["python -m fashion_core train --data-dir", os.path.relpath(csv, REPO), *args, "--name", name, "--json"])
+
+
 def run_one(label, csv, registry_dir, epochs=None):
     from fashion_core.registry import Registry
 
     args, _ = RUNS[label]
     name = f"myntra20-{label}"
-    argv = [sys.executable, "-m", "fashion_core", "train", "--data-dir", str(csv), *args, "--name", name,
-            "--overwrite", "--json", "--quiet"]
     if epochs or label == "scratch":
         from fashion_core.transfer import SCHEDULE
 
-        argv += ["--epochs", str(epochs or SCHEDULE.epochs)]
+        args = [*args, "--epochs", str(epochs or SCHEDULE.epochs)]
+    argv = [sys.executable, "-m", "fashion_core", "train", "--data-dir", str(csv), *args, "--name", name,
+            "--overwrite", "--json", "--quiet"]
     env = {**os.environ, "FASHION_MODELS_DIR": str(registry_dir), "TF_CPP_MIN_LOG_LEVEL": "3"}
     started = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO)
@@ -63,7 +68,7 @@ def run_one(label, csv, registry_dir, epochs=None):
 
     search = catalogue_precision(name, registry)
     return {
-        "label": label, "name": name, "command": "python -m fashion_core " + " ".join(argv[3:-4]),
+        "label": label, "name": name, "command": shown_command(csv, args, name),
         "parent": entry.metadata.get("parent"), "lineage": entry.lineage,
         "image_shape": entry.metadata.get("image_shape"), "schedule": entry.metadata.get("schedule"),
         "epochs_run": entry.metadata.get("epochs_run"),
