@@ -492,7 +492,8 @@ def train(dataset, config, progress=None, verbose=0, init_model=None):
                              metrics=["accuracy"])
                 fit(head, "head", f_train, y_train, config.head_epochs, config.batch_size,
                     (f_val, y_val) if has_val else None, "val_accuracy", "max", class_weight=class_weight)
-            _set_trainable(bundle.classifier, config.unfreeze, spec.top_block, config.freeze_bn)
+            if config.unfreeze != "all" or config.freeze_bn:  # a plain run keeps its own choices (frozen encoders)
+                _set_trainable(bundle.classifier, config.unfreeze, spec.top_block, config.freeze_bn)
 
             steps = int(np.ceil(len(x_train) / config.batch_size)) * config.epochs
             bundle.classifier.compile(
