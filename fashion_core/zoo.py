@@ -91,6 +91,20 @@ def _crop_to(x, height, width, name):
     return x
 
 
+def _square_rgb(inputs, input_shape, min_size=32):
+    """``(x, size)``: images resized to a square of at least ``min_size`` (ImageNet networks'
+    minimum) and grey repeated to three channels, for keras.applications bases."""
+    layers = _keras().layers
+    height, width, channels = input_shape
+    size = max(min_size, height, width)
+    x = inputs
+    if (height, width) != (size, size):
+        x = layers.Resizing(size, size, name="resize")(x)
+    if channels == 1:
+        x = layers.Concatenate(name="to_rgb")([x, x, x])
+    return x, size
+
+
 def _softmax_head(x, num_classes):
     # float32 even under mixed precision, so probabilities sum to 1 exactly enough.
     return _keras().layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
@@ -234,14 +248,8 @@ def build_vgg16_transfer(input_shape, num_classes, weights="imagenet"):
     """
     keras = _keras()
     layers = keras.layers
-    height, width, channels = input_shape
-    size = max(32, height, width)
     inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    if (height, width) != (size, size):
-        x = layers.Resizing(size, size, name="resize")(x)
-    if channels == 1:
-        x = layers.Concatenate(name="to_rgb")([x, x, x])
+    x, size = _square_rgb(inputs, input_shape)
     # VGG16 expects 0–255 pixels minus the ImageNet mean (≈ 116 averaged over channels).
     x = layers.Rescaling(255.0, offset=-116.0, name="vgg_scale")(x)
     try:
@@ -275,14 +283,8 @@ def build_imagenet_backbone(input_shape, num_classes, application="MobileNetV3Sm
     """
     keras = _keras()
     layers = keras.layers
-    height, width, channels = input_shape
-    size = max(32, height, width)
     inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    if (height, width) != (size, size):
-        x = layers.Resizing(size, size, name="resize")(x)
-    if channels == 1:
-        x = layers.Concatenate(name="to_rgb")([x, x, x])
+    x, size = _square_rgb(inputs, input_shape)
     x = layers.Rescaling(-255.0, offset=255.0, name="to_photo")(x)
     try:
         base = getattr(keras.applications, application)(include_top=False, weights=weights,
