@@ -341,6 +341,21 @@ def build_fashion_net(input_shape, num_classes, width=48, random_erasing=True):
 
 # --- the registry of architectures -------------------------------------------------------------
 
+
+def _imagenet_spec(name, application, title, source, default_size=96):
+    """The ``ArchSpec`` of a keras.applications backbone (``--from imagenet:NAME``; as ``--arch``
+    it trains untrained weights from scratch)."""
+    return ArchSpec(
+        name=name,
+        builder=lambda shape, classes, weights=None: build_imagenet_backbone(shape, classes, application, weights),
+        title=f"{title} (ImageNet backbone)", source=source,
+        description=f"ImageNet {title} under a 256-d embedding and a new head (train --from imagenet:{name}).",
+        optimizer="adamw", learning_rate=1e-3, epochs=10, batch_size=64, lr_schedule="warmup_cosine",
+        weight_decay=0.02, min_size=32, any_size=True, imagenet=True, flip_tta=True,
+        extra={"application": application, "default_size": default_size},
+    )
+
+
 _SPECS = (
     ArchSpec(
         name="fashion_net", builder=build_fashion_net,
@@ -407,28 +422,10 @@ _SPECS = (
         min_size=8,
         any_size=True,
     ),
-    ArchSpec(
-        name="mobilenet_v3_small", builder=lambda shape, classes, weights=None: build_imagenet_backbone(
-            shape, classes, "MobileNetV3Small", weights),
-        title="MobileNetV3-Small (ImageNet backbone)",
-        source="Howard et al., Searching for MobileNetV3 (keras.applications)",
-        description="ImageNet MobileNetV3-Small under a 256-d embedding and a new head (train --from imagenet:mobilenet_v3_small).",
-        optimizer="adamw", learning_rate=1e-3, epochs=8, batch_size=64,
-        lr_schedule="warmup_cosine", weight_decay=0.02,
-        min_size=32, any_size=True, imagenet=True, flip_tta=True,
-        extra={"application": "MobileNetV3Small", "default_size": 96},
-    ),
-    ArchSpec(
-        name="efficientnet_b0", builder=lambda shape, classes, weights=None: build_imagenet_backbone(
-            shape, classes, "EfficientNetB0", weights),
-        title="EfficientNet-B0 (ImageNet backbone)",
-        source="Tan & Le, EfficientNet (keras.applications)",
-        description="ImageNet EfficientNet-B0 under a 256-d embedding and a new head (train --from imagenet:efficientnet_b0).",
-        optimizer="adamw", learning_rate=1e-3, epochs=8, batch_size=64,
-        lr_schedule="warmup_cosine", weight_decay=0.02,
-        min_size=32, any_size=True, imagenet=True, flip_tta=True,
-        extra={"application": "EfficientNetB0", "default_size": 96},
-    ),
+    _imagenet_spec("mobilenet_v3_small", "MobileNetV3Small", "MobileNetV3-Small",
+                   "Howard et al., Searching for MobileNetV3 (keras.applications)"),
+    _imagenet_spec("efficientnet_b0", "EfficientNetB0", "EfficientNet-B0",
+                   "Tan & Le, EfficientNet (keras.applications)"),
 )
 ARCHITECTURES = {spec.name: spec for spec in _SPECS}
 
