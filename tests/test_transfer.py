@@ -172,12 +172,17 @@ def test_bad_from_values_one_line_exit_2(registry, tmp_path):
     csv_path = str(make_catalogue(tmp_path / "cat"))
     autoencoder = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(1, 3, padding="same", name="rec")])
     registry.save("just_ae", autoencoder, {"arch": "conv_autoencoder", "image_shape": [16, 16, 1]})
+    from fashion_core import zoo  # a Flatten → Dense network: its weights fit its own 28x28 input only
+
+    registry.save("flat_net", zoo.build("seed003_cnn", (28, 28, 1), 10).classifier,
+                  {"arch": "seed003_cnn", "class_names": [str(i) for i in range(10)], "image_shape": [28, 28, 1]})
     env = {**os.environ, "FASHION_MODELS_DIR": str(registry.root)}
     cases = {
         ("--from", "no_such_model"): "unknown model 'no_such_model'",
         ("--from", "just_ae"): "not a classifier",
         ("--from", "imagenet:mobilenet_v3_small", "--image-size", "16", "--weights", csv_path): "at least 32x32",
         ("--from", "imagenet:nope"): "unknown ImageNet backbone",
+        ("--from", "flat_net", "--image-size", "64"): "takes only 28x28 images",
     }
     for extra, message in cases.items():
         result = run_cli("train", "--data-dir", csv_path, *extra, "--epochs", "1", "--name", "x", env=env)
