@@ -28,6 +28,10 @@ JSON keys (``bench --json``, one object; stable names):
   ``target_precision``, ``gallery_images`` (train + test), ``query_p50_ms``, ``query_p95_ms``,
   ``target_p50_ms``, ``queries``, ``recall_vs_brute_force`` (fast path vs exact search),
   ``per_encoder`` (list of ``name``, ``description``, ``precision_at_k``)
+- ``catalogue_retrieval``: list, one per registry model trained on a catalogue
+  (``catalogue_precision``): ``name``, ``dataset_name``, ``k`` (5), ``precision_at_k`` (test
+  products as queries against the training products, same class), ``queries``, ``gallery_images``,
+  ``encoder_description``; empty without catalogue models
 - ``training``: ``arch`` ("fashion_net"), ``images``, ``batch_size``, ``images_per_second``
   (one epoch, the first batch — graph tracing — excluded)
 - ``photo_proxy``: ``model``, ``n``, ``clean_accuracy``, ``photo_accuracy``, ``ratio``,
@@ -297,6 +301,42 @@ def bench_neighbours(registry, dataset, gallery_limit, calls):
             "recall_vs_brute_force": recall, "per_encoder": per_encoder}
 
 
+CATALOGUE_K = 5
+
+
+def catalogue_precision(name, registry=None, dataset=None, k=CATALOGUE_K):
+    """Visual search inside a catalogue: precision@k (same class) of registry model ``name``'s
+    embedding, its catalogue's test products as queries against its training products."""
+    from .latent import embed, encoder_for
+    from .loaders import load_dataset
+    from .neighbours import NeighbourIndex, precision_at_k
+    from .registry import Registry
+
+    registry = registry or Registry()
+    entry = registry.get(name)
+    dataset = dataset if dataset is not None else load_dataset(entry.dataset_spec)
+    encoder, description = encoder_for(name, registry)
+    index = NeighbourIndex(embed(encoder, dataset.x_train), dataset.y_train)
+    precision = precision_at_k(index, embed(encoder, dataset.x_test), dataset.y_test, k=k)
+    return {"name": name, "dataset_name": dataset.name, "k": k, "precision_at_k": precision,
+            "queries": int(len(dataset.y_test)), "gallery_images": int(len(dataset.y_train)),
+            "encoder_description": description}
+
+
+def bench_catalogue_retrieval(registry):
+    """``catalogue_precision`` of every registry model trained on a catalogue (a catalogue that
+    cannot be read any more is reported as skipped)."""
+    rows = []
+    for entry in registry.list():
+        if entry.dataset_spec.get("kind") != "folder":
+            continue
+        try:
+            rows.append(catalogue_precision(entry.name, registry))
+        except FashionError as exc:
+            rows.append({"name": entry.name, "skipped": str(exc)})
+    return rows
+
+
 def bench_training(dataset, images, batch_size=128, seed=0):
     """fashion_net training throughput (images/second) over one epoch on a subset."""
     import keras
@@ -375,6 +415,9 @@ def run_benchmark(quick=False, registry=None, progress=None):
     say("real photos: the photo model and the best Fashion-MNIST model on the val split")
     result["real_photos"] = bench_photos(registry, settings["real_photos"])
 
+    say("catalogue models: visual search precision@5 on their catalogue's test split")
+    result["catalogue_retrieval"] = bench_catalogue_retrieval(registry)
+
     say(f"training throughput of fashion_net on {settings['training_images']} images")
     result["training"] = bench_training(dataset, settings["training_images"])
     result["seconds"] = time.perf_counter() - started
@@ -436,6 +479,10 @@ def format_report(result):
             if "skipped" not in m:
                 lines.append(f"  {m['method']:<10} {m['share_salient_lowers_more']:.1%}  mean drop salient "
                              f"{m['mean_drop_salient']:.3f} vs random {m['mean_drop_random']:.3f}  ({m['seconds']:.1f} s)")
+    for r in result.get("catalogue_retrieval") or []:
+        lines.append(f"catalogue search {r['name']}: " + (f"skipped ({r['skipped']})" if "skipped" in r else
+                     f"precision@{r['k']} {r['precision_at_k']:.4f} ({r['queries']} test products vs "
+                     f"{r['gallery_images']} training products, {r['dataset_name']})"))
     tr = result["training"]
     lines.append(f"training fashion_net: {tr['images_per_second']:.0f} img/s (one epoch, {tr['images']} images, batch {tr['batch_size']})")
     lines.append(f"total {result['seconds']:.1f} s")

@@ -37,6 +37,12 @@ MAX_FILE_BYTES = MAX_UPLOAD_BYTES  # the same limit as an upload: one preprocess
 # Folders that zip tools and operating systems add; never classes.
 IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
 CSV_COLUMNS = ("path", "label")
+# Optional CSV columns: ``split`` (train / test: the catalogue's own split instead of a seeded one)
+# and ``keywords`` (a product's shopper keywords, ';'- or '|'-separated; a class's keywords are its
+# products' most frequent ones). A folder catalogue may hold ``keywords.csv`` (``class,keywords``).
+SPLIT_VALUES = ("train", "test")
+KEYWORDS_FILE = "keywords.csv"
+MAX_CLASS_KEYWORDS = 8
 
 
 # --- loading -------------------------------------------------------------------------------------
@@ -51,7 +57,10 @@ def load_catalogue(path, image_size=28, color=False, test_fraction=0.2, seed=0, 
     path : str or Path
         A folder with one subfolder per class (subfolder name = class name, images anywhere
         below it), or a ``.csv`` file with a header holding ``path`` and ``label`` columns
-        (relative paths are resolved against the CSV's folder).
+        (relative paths are resolved against the CSV's folder). An optional ``split`` column
+        (``train`` / ``test``) fixes the split (``test_fraction`` is then unused), and an
+        optional ``keywords`` column (or a folder's ``keywords.csv``) gives each class its
+        shopper keywords (``Dataset.class_keywords``).
     image_size : int
         Model resolution: every image becomes ``image_size x image_size``.
     color : bool
@@ -78,11 +87,14 @@ def load_catalogue(path, image_size=28, color=False, test_fraction=0.2, seed=0, 
     if not root.exists():
         raise DataError(f"{root}: catalogue folder or CSV not found.")
     root = root.resolve()
+    splits = None
     if root.is_dir():
         files, labels, skipped = _list_folder(root)
+        keywords = _folder_keywords(root)
         name, base = root.name, root
     elif root.suffix.lower() == ".csv":
-        files, labels, skipped = _list_csv(root)
+        files, labels, skipped, splits, row_keywords = _list_csv(root)
+        keywords = _class_keywords(labels, row_keywords)
         name, base = root.stem, root.parent
     else:
         raise DataError(f"{root}: expected a folder with one subfolder per class or a .csv file of path,label.")
@@ -91,15 +103,18 @@ def load_catalogue(path, image_size=28, color=False, test_fraction=0.2, seed=0, 
     if len(class_names) < 2:
         raise DataError(f"{root}: found {len(class_names)} class(es) with images; a catalogue needs at least 2.")
     y_all = np.array([class_names.index(label) for label in labels], dtype=np.int64)
+    splits = None if splits is None else np.array(splits)
     if max_images is not None and max_images < len(files):
         keep = _stratified_sample(y_all, max_images, seed)
         files, y_all = [files[i] for i in keep], y_all[keep]
+        splits = None if splits is None else splits[keep]
 
     image_shape = (image_size, image_size, 3 if color else 1)
     _check_memory(len(files), image_shape)
     images, readable, decode_skipped = decode_files(files, image_shape, base, progress)
     skipped = skipped + decode_skipped
     images, y_all = images[readable], y_all[readable]
+    splits = None if splits is None else splits[readable]
 
     counts = np.bincount(y_all, minlength=len(class_names))
     too_small = [f"{c} ({n})" for c, n in zip(class_names, counts) if n < MIN_IMAGES_PER_CLASS]
@@ -109,7 +124,10 @@ def load_catalogue(path, image_size=28, color=False, test_fraction=0.2, seed=0, 
             f"too few in: {', '.join(too_small)}. Add images or remove those classes."
         )
 
-    train_idx, test_idx = stratified_split(y_all, test_fraction, seed)
+    if splits is None:
+        train_idx, test_idx = stratified_split(y_all, test_fraction, seed)
+    else:
+        train_idx, test_idx = given_split(y_all, splits, class_names, seed, root)
     spec = {"kind": "folder", "path": str(root), "image_size": image_size, "color": color,
             "test_fraction": test_fraction, "seed": seed}
     if max_images is not None:
@@ -124,6 +142,7 @@ def load_catalogue(path, image_size=28, color=False, test_fraction=0.2, seed=0, 
         spec=spec,
         source=str(root),
         skipped=skipped,
+        class_keywords={c: k for c, k in keywords.items() if c in class_names},
     )
 
 
@@ -170,9 +189,22 @@ def _list_folder(root):
 
 
 def _list_csv(csv_path):
-    """Files and labels listed in a ``path,label`` CSV; rows without both are skipped."""
+    """Files, labels, skipped rows, splits (None without a ``split`` column) and keywords (None
+    without a ``keywords`` column) of a ``path,label`` CSV; rows without a path or label are
+    skipped, a split other than train / test is refused."""
     rows, skipped = read_csv_rows(csv_path)
-    return [row["file"] for row in rows], [row["label"] for row in rows], skipped
+    columns = set(rows[0]) if rows else set()
+    splits = [] if "split" in columns else None
+    keywords = [] if "keywords" in columns else None
+    for row in rows:
+        if splits is not None:
+            split = row.get("split", "").lower()
+            if split not in SPLIT_VALUES:
+                raise DataError(f"{csv_path}: {row['path']}: split must be 'train' or 'test'; got {split!r}.")
+            splits.append(split)
+        if keywords is not None:
+            keywords.append(row.get("keywords") or "")
+    return [row["file"] for row in rows], [row["label"] for row in rows], skipped, splits, keywords
 
 
 def read_csv_rows(csv_path):
@@ -202,6 +234,41 @@ def read_csv_rows(csv_path):
         file = Path(row["path"]).expanduser()
         rows.append({**row, "file": file if file.is_absolute() else csv_path.parent / file})
     return rows, skipped
+
+
+def split_keywords(text):
+    """``'tee; polo | t-shirt'`` → ``['tee', 'polo', 't-shirt']`` (lower case, no blanks)."""
+    return [k.strip().lower() for k in str(text or "").replace("|", ";").split(";") if k.strip()]
+
+
+def _class_keywords(labels, row_keywords):
+    """{class: its products' most frequent keywords (at most ``MAX_CLASS_KEYWORDS``)}."""
+    from collections import Counter
+
+    if row_keywords is None:
+        return {}
+    counts = {}
+    for label, text in zip(labels, row_keywords):
+        counts.setdefault(label, Counter()).update(dict.fromkeys(split_keywords(text), 1))
+    return {label: tuple(k for k, _ in c.most_common(MAX_CLASS_KEYWORDS)) for label, c in counts.items() if c}
+
+
+def _folder_keywords(root):
+    """A folder catalogue's ``keywords.csv`` (``class,keywords``) as {class: keywords}; {} without one."""
+    path = root / KEYWORDS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            reader.fieldnames = [c.strip().lower() for c in (reader.fieldnames or [])]
+            if not {"class", "keywords"} <= set(reader.fieldnames):
+                raise DataError(f"{path}: the header must name the columns 'class' and 'keywords'.")
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc}).") from None
+    labels = [(r.get("class") or "").strip() for r in rows]
+    return _class_keywords(labels, [r.get("keywords") or "" for r in rows])
 
 
 def _stratified_sample(labels, limit, seed):
@@ -281,6 +348,17 @@ def decode_files(files, image_shape, base, progress=None):
             if progress and ((i + 1) % report_every == 0 or i + 1 == total):
                 progress(i + 1, total)
     return images, readable, skipped
+
+
+def given_split(labels, splits, class_names, seed, root):
+    """``(train_idx, test_idx)`` from a CSV's ``split`` column, each in a seeded shuffled order;
+    every class needs at least one image on each side."""
+    rng = np.random.default_rng(seed)
+    lacking = [f"{name} ({side})" for c, name in enumerate(class_names) for side in SPLIT_VALUES
+               if not np.any((labels == c) & (splits == side))]
+    if lacking:
+        raise DataError(f"{root}: the split column leaves classes without readable images: {', '.join(lacking)}.")
+    return (rng.permutation(np.flatnonzero(splits == "train")), rng.permutation(np.flatnonzero(splits == "test")))
 
 
 def stratified_split(labels, test_fraction, seed=0):

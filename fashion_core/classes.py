@@ -28,6 +28,11 @@ FASHION_MNIST_KEYWORDS = {
 }
 
 
-def keywords_for(class_name):
-    """Search keywords for a class; a class we know nothing about gets its own name."""
+def keywords_for(class_name, catalogue_keywords=None):
+    """Search keywords for a class: a catalogue's own (``catalogue_keywords``, {class: keywords},
+    from its CSV's ``keywords`` column or ``keywords.csv``), else Fashion-MNIST's; a class we know
+    nothing about gets its own name."""
+    own = (catalogue_keywords or {}).get(class_name)
+    if own:
+        return tuple(own)
     return tuple(FASHION_MNIST_KEYWORDS.get(class_name, (class_name.lower(),)))

@@ -94,6 +94,7 @@ def _train_config(args):
         class_weights=getattr(args, "class_weights", False),
         init_from=getattr(args, "init_from", None),
         build_options=_build_options(getattr(args, "option", None) or []),
+        head_epochs=getattr(args, "head_epochs", None), unfreeze=getattr(args, "unfreeze", None),
     )
 
 
@@ -112,18 +113,53 @@ def _build_options(pairs):
     return options
 
 
+
+
+def _transfer_run(args, registry):
+    """``(config, dataset)`` of ``train --from MODEL`` onto a catalogue (or from an ImageNet
+    backbone): the backbone is checked (model, weights, shape) before any image is read."""
+    from . import transfer
+
+    backbone = transfer.resolve_backbone(args.init_from, registry, args.weights)
+    if args.arch and args.arch != backbone.arch:
+        raise CommandError(f"--arch {args.arch} differs from {backbone.source}'s architecture ({backbone.arch}); "
+                           "leave --arch out with --from.")
+    shape = transfer.catalogue_shape(backbone, args.image_size, True if args.color else None)
+    transfer.check_fits(backbone, shape)
+    config = transfer.transfer_config(
+        backbone, epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, head_epochs=args.head_epochs,
+        unfreeze=args.unfreeze, seed=args.seed, validation_fraction=args.val_fraction, class_weights=args.class_weights,
+        limit=args.limit, precision=args.precision, optimizer=args.optimizer)
+    transfer.check_weights_available(backbone)
+    args.image_size, args.color = shape[0], shape[2] == 3
+    return config, _dataset_from_args(args)
+
+
 def cmd_train(args):
+    import time
+
     from .registry import Registry, suggest_name
     from .runs import train_and_save
 
-    config = _train_config(args).resolve()  # fail fast before loading data
-    name = args.name or suggest_name(f"{args.preset or config.arch}-{config.epochs}ep")
     registry = Registry()
+    transfer_run = bool(args.init_from) and (bool(args.data_dir) or args.init_from.startswith("imagenet:"))
+    if args.weights and not transfer_run:
+        raise CommandError("--weights applies with --from imagenet:NAME only.")
+    if not args.arch and not args.init_from and not args.preset:
+        raise CommandError("train needs --arch ARCH or --preset NAME (or --from MODEL to start from a trained model).")
+    if not transfer_run:
+        if not args.preset:
+            args.arch = args.arch or registry.get(args.init_from).metadata.get("arch")
+        config = _train_config(args).resolve()  # fail fast before loading data
+    name = args.name or suggest_name(f"{args.preset or args.arch or args.init_from}-{args.epochs or 'default'}ep")
     try:
         registry.check_name_free(name, args.overwrite)
     except InvalidNameError as exc:
         raise CommandError(f"{exc} (command line: use --name or --overwrite)") from None
-    dataset = _dataset_from_args(args)
+    if transfer_run:
+        config, dataset = _transfer_run(args, registry)
+    else:
+        dataset = _dataset_from_args(args)
     command = shlex.join(["python", "-m", "fashion_core", *sys.argv[1:]]) if args.record_argv else None
     entry, result, evaluation = train_and_save(
         dataset, config, name, registry=registry, verbose=1 if not args.quiet else 0,
@@ -137,14 +173,21 @@ def cmd_train(args):
         "flip_tta_accuracy": meta.get("flip_tta_accuracy"),
         "epochs": meta["epochs_run"],
         "train_seconds": meta["train_seconds"],
-        "wall_seconds": round(time.perf_counter() - args.started, 1),
         "preset": args.preset,
         "params": meta["params"],
         "path": str(entry.path),
     }
-    human = (f"saved {entry.name} ({meta['arch']}): test accuracy {meta['test_accuracy']:.4f}"
+    if meta.get("parent"):
+        payload["parent"] = meta["parent"]
+        payload["lineage"] = entry.lineage
+    wall = round(time.perf_counter() - args.started, 1)
+    registry.update_metadata(entry.name, wall_seconds=wall)
+    payload["wall_seconds"] = wall  # everything: reading images, training, evaluation, saving
+    human = (f"saved {entry.name} ({meta['arch']}"
+             + (f", from {' ← '.join(entry.lineage)}" if meta.get("parent") else "")
+             + f"): test accuracy {meta['test_accuracy']:.4f}"
              + (f", flip-TTA {meta['flip_tta_accuracy']:.4f}" if meta.get("flip_tta_accuracy") else "")
-             + f", {meta['train_seconds']:.0f} s of training, {payload['wall_seconds']:.0f} s in all → {entry.path}")
+             + f", {meta['train_seconds']:.0f} s of training, {wall:.0f} s in all → {entry.path}")
     return payload, human
 
 
@@ -321,12 +364,13 @@ def cmd_delete(args):
 
 
 def _train_arguments(p):
-    from .training import OPTIMIZERS, PRECISIONS, PRESETS
+    from .training import OPTIMIZERS, PRECISIONS, PRESETS, UNFREEZE
     from .zoo import ARCHITECTURES
 
-    p.add_argument("--arch", choices=list(ARCHITECTURES), help="the architecture (or --preset)")
+    p.add_argument("--arch", choices=list(ARCHITECTURES),
+                   help="the architecture; not needed with --preset, or with --from naming the model to start from")
     p.add_argument("--preset", choices=list(PRESETS),
-                   help="a measured recipe: quick = past the seeds' best (93.4%%) in minutes on 2 CPUs")
+                   help="a measured recipe: quick = FashionNet, width 24, 12 epochs (docs/QUICK.md)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--optimizer", choices=list(OPTIMIZERS))
@@ -341,7 +385,11 @@ def _train_arguments(p):
     p.add_argument("--fine-tune-epochs", type=int, help="whole-network fine-tuning epochs (conv_autoencoder)")
     p.add_argument("--class-weights", action="store_true", help="balance classes by weighting the loss")
     p.add_argument("--from", dest="init_from", metavar="MODEL",
-                   help="start from this registry model's weights (fine-tuning) instead of random ones")
+                   help="start from this registry model's weights (fine-tuning) instead of random ones; with --data-dir, "
+                        "or imagenet:NAME, a new head for the catalogue's classes, then fine-tuning (docs/TRANSFER.md)")
+    p.add_argument("--weights", metavar="FILE", help="with --from imagenet:NAME: a local ImageNet weights file (offline)")
+    p.add_argument("--head-epochs", type=int, help="with --from onto a catalogue: epochs of the new head alone")
+    p.add_argument("--unfreeze", choices=list(UNFREEZE), help="with --from onto a catalogue: layers fine-tuned")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="an architecture option, e.g. output=sigmoid (seed004_cnn) or width=32 (fashion_net)")
     p.add_argument("--overwrite", action="store_true")

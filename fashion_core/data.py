@@ -71,6 +71,9 @@ class Dataset:
     additions : dict
         JSON-able description of training data beyond ``spec`` (e.g. real photos), stored with
         a model trained on it.
+    class_keywords : dict
+        A catalogue's own shopper keywords, ``{class name: (keyword, ...)}`` (its CSV's
+        ``keywords`` column or a ``keywords.csv``); empty: ``classes.keywords_for`` decides.
     """
 
     name: str
@@ -86,6 +89,7 @@ class Dataset:
     y_val: np.ndarray | None = None
     x_outliers: np.ndarray | None = None
     additions: dict = field(default_factory=dict)
+    class_keywords: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.class_names = tuple(self.class_names)
@@ -137,6 +141,7 @@ class Dataset:
             spec={**self.spec, "subset": {"limit": int(limit), "seed": int(seed)}} if self.spec else {},
             source=self.source,
             skipped=self.skipped,
+            class_keywords=self.class_keywords,
         )
 
 

@@ -97,6 +97,8 @@ class Classifier:
         Softmax temperature fitted on the validation split (``calibration.json``): the
         probabilities people read are ``softmax(log p / temperature)``. The "none of these"
         calibration keeps reading the raw probabilities it was calibrated on.
+    class_keywords : dict, optional
+        A catalogue model's own shopper keywords ({class: keywords}); see ``classes.keywords_for``.
 
     The out-of-distribution score comes from ``ood``: a reconstruction threshold (with an
     autoencoder) or, for models trained with real photos, a confidence threshold calibrated on
@@ -104,7 +106,8 @@ class Classifier:
     """
 
     def __init__(self, model, class_names, image_shape, *, autoencoder=None, ood=None, name=None,
-                 min_confidence=DEFAULT_MIN_CONFIDENCE, flip_tta=False, photo_trained=False, temperature=1.0):
+                 min_confidence=DEFAULT_MIN_CONFIDENCE, flip_tta=False, photo_trained=False, temperature=1.0,
+                 class_keywords=None):
         self.model = model
         self.class_names = tuple(class_names)
         self.image_shape = tuple(int(d) for d in image_shape)
@@ -117,6 +120,7 @@ class Classifier:
         self.ood_source = None  # name of the model whose autoencoder gives the OOD score
         self.flip_tta = bool(flip_tta)
         self.temperature = float(temperature or 1.0)
+        self.class_keywords = dict(class_keywords or {})
         self._forward = compiled_call(model, self.image_shape, flip_tta=self.flip_tta)
         self._reconstruct = compiled_call(self.autoencoder, self.image_shape) if self.autoencoder is not None else None
 
@@ -147,6 +151,7 @@ class Classifier:
         options.setdefault("flip_tta", entry.uses_flip_tta)
         options.setdefault("photo_trained", entry.is_photo_model)
         options.setdefault("temperature", entry.temperature)
+        options.setdefault("class_keywords", entry.class_keywords)
         classifier = cls(model, class_names, image_shape, autoencoder=autoencoder, ood=ood_meta, name=name, **options)
         classifier.ood_source = source if classifier.autoencoder is not None else None
         return classifier
@@ -202,7 +207,7 @@ class Classifier:
             class_name=class_name,
             probability=float(probabilities[best]),
             top_k=[(self.class_names[i], float(probabilities[i])) for i in order],
-            keywords=keywords_for(class_name),
+            keywords=keywords_for(class_name, self.class_keywords),
             flagged=bool(reasons),
             flag_reasons=reasons,
             ood_score=None if ood_score is None else float(ood_score),

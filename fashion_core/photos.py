@@ -303,3 +303,75 @@ def photo_report(classifier, folder=None, split="val", limit=None, seed=0, batch
         "n_correct": int(correct.sum()),
     })
     return report
+
+
+# --- a product catalogue from the real photos' product shots -----------------------------------------
+
+# The 20 Myntra article types of issue 17's product catalogue (``orig_label`` = ``articleType=…``).
+PRODUCT_ARTICLE_TYPES = (
+    "Belts", "Casual Shoes", "Flip Flops", "Formal Shoes", "Handbags", "Heels", "Jeans", "Kurtas",
+    "Sandals", "Shirts", "Socks", "Sports Shoes", "Sunglasses", "Sweaters", "Sweatshirts", "Tops",
+    "Trousers", "Tshirts", "Wallets", "Watches",
+)
+# Shopper keywords per article type, written into the catalogue's ``keywords`` column.
+PRODUCT_KEYWORDS = {
+    "Belts": "belt; leather belt; buckle; waist belt",
+    "Casual Shoes": "casual shoes; loafers; canvas shoes; everyday shoes",
+    "Flip Flops": "flip flops; slippers; beach sandals; chappals",
+    "Formal Shoes": "formal shoes; oxfords; derby; office shoes",
+    "Handbags": "handbag; shoulder bag; tote; purse",
+    "Heels": "heels; stilettos; pumps; wedges",
+    "Jeans": "jeans; denim; slim fit; straight fit",
+    "Kurtas": "kurta; ethnic wear; kurti; tunic",
+    "Sandals": "sandals; floaters; strappy sandals; open toe",
+    "Shirts": "shirt; casual shirt; formal shirt; button-down",
+    "Socks": "socks; ankle socks; crew socks; pack of socks",
+    "Sports Shoes": "sports shoes; running shoes; trainers; sneakers",
+    "Sunglasses": "sunglasses; shades; aviators; wayfarers",
+    "Sweaters": "sweater; pullover; cardigan; knitwear",
+    "Sweatshirts": "sweatshirt; hoodie; fleece; crew neck sweatshirt",
+    "Tops": "top; blouse; tunic top; crop top",
+    "Trousers": "trousers; chinos; formal trousers; pants",
+    "Tshirts": "t-shirt; tee; polo; round neck",
+    "Wallets": "wallet; card holder; leather wallet; purse",
+    "Watches": "watch; analog watch; chronograph; wrist watch",
+}
+PRODUCT_PER_CLASS = 300
+
+
+def product_catalogue_rows(folder=None, article_types=PRODUCT_ARTICLE_TYPES, per_class=PRODUCT_PER_CLASS, seed=0):
+    """A product catalogue of Myntra article types from the real photos' product shots.
+
+    At most ``per_class`` photos per type; its test share is taken from the real photos' *val*
+    split only and its training share from the *train* split (``photo_net`` was trained on the
+    train split, so a test photo is one no shipped model has seen). A type with more photos
+    keeps its val : train proportion in a seeded sample.
+
+    Returns
+    -------
+    list of dict
+        ``path`` (absolute), ``label`` (the article type), ``split`` (``train`` / ``test``),
+        ``keywords`` (``PRODUCT_KEYWORDS``, ';'-separated), sorted by label, split, path.
+    """
+    root = find_photos_dir(folder)
+    wanted = set(article_types)
+    by_type = {}
+    for row in read_labels(root):
+        kind = row.get("orig_label", "").removeprefix("articleType=")
+        if row["domain"] == "catalogue" and kind in wanted:
+            by_type.setdefault(kind, {"train": [], "val": []})[row["split"]].append(row["file"])
+    missing = sorted(wanted - set(by_type))
+    if missing:
+        raise DataError(f"{root}: no product shots of {', '.join(missing)}.")
+    rng = np.random.default_rng(seed)
+    out = []
+    for kind in sorted(by_type):
+        train, val = sorted(by_type[kind]["train"]), sorted(by_type[kind]["val"])
+        total = len(train) + len(val)
+        n_test = len(val) if total <= per_class else int(round(per_class * len(val) / total))
+        n_train = min(len(train), per_class - n_test)
+        for split, files, n in (("train", train, n_train), ("test", val, n_test)):
+            for i in np.sort(rng.permutation(len(files))[:n]):
+                out.append({"path": str(root / files[i]), "label": kind, "split": split,
+                            "keywords": PRODUCT_KEYWORDS.get(kind, kind.lower())})
+    return out

@@ -207,12 +207,28 @@ class ModelEntry:
         return float(value) if isinstance(value, (int, float)) and value > 0 else 1.0
 
     @property
+    def class_keywords(self):
+        """A catalogue model's own shopper keywords, {class: [keyword, ...]} ({} for none)."""
+        keywords = self.metadata.get("class_keywords")
+        return dict(keywords) if isinstance(keywords, dict) else {}
+
+    @property
+    def lineage(self):
+        """The models this one was fine-tuned from, nearest first (``["photo_net", "fashion_net"]``);
+        [] for a model trained from scratch."""
+        stored = self.metadata.get("lineage")
+        if isinstance(stored, list):
+            return [str(name) for name in stored]
+        parent = self.metadata.get("parent")
+        return [str(parent)] if parent else []
+
+    @property
     def is_photo_model(self):
         """True for a model trained with real photos (``train --photos``)."""
         return is_photo_model(self.metadata)
 
     def summary(self):
-        """Row for tables: name, arch, test_accuracy, size, created."""
+        """Row for tables: name, arch, test_accuracy, size, created, lineage ("photo_net ← fashion_net")."""
         size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
         return {
             "name": self.name,
@@ -222,6 +238,7 @@ class ModelEntry:
             "size_mb": round(size / 1e6, 2),
             "created": self.metadata.get("created_at", ""),
             "has_encoder": self.has_autoencoder,
+            "lineage": " ← ".join(self.lineage),
         }
 
 
@@ -418,16 +435,20 @@ def dataset_metadata(dataset):
         "name": dataset.name,
         "class_names": list(dataset.class_names),
         "image_shape": list(dataset.image_shape),
+        "class_keywords": {c: list(k) for c, k in dataset.class_keywords.items()},
     }
 
 
 def dataset_metadata_fields(meta):
-    return {
+    fields = {
         "dataset": meta["spec"],
         "dataset_name": meta["name"],
         "class_names": list(meta["class_names"]),
         "image_shape": list(meta["image_shape"]),
     }
+    if meta.get("class_keywords"):
+        fields["class_keywords"] = dict(meta["class_keywords"])
+    return fields
 
 
 def model_dataset_spec(metadata):

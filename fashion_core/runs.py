@@ -13,7 +13,7 @@ import shlex
 from dataclasses import asdict
 
 
-from . import zoo
+from . import transfer, zoo
 from .loaders import load_dataset
 from .errors import DataError
 from .evaluation import evaluate_model
@@ -42,7 +42,16 @@ def reproduce_command(config, name, dataset_spec, additions=None):
     if config.init_from:
         parts += ["--from", config.init_from]
     for key, value in sorted((config.build_options or {}).items()):
+        if key == "weights":  # an ImageNet backbone's weights: --weights below
+            continue
         parts += ["--option", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
+    weights = config.build_options.get("weights")
+    if weights and weights != "imagenet":
+        parts += ["--weights", str(weights)]
+    if config.head_epochs:
+        parts += ["--head-epochs", str(config.head_epochs)]
+    if config.unfreeze != "all":
+        parts += ["--unfreeze", config.unfreeze]
     if dataset_spec.get("kind") == "folder":
         parts += ["--data-dir", str(dataset_spec["path"])]
     if dataset_spec.get("kind") == "folder" or dataset_spec.get("image_size"):
@@ -69,7 +78,7 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
     registry = registry or Registry()
     registry.check_name_free(name, overwrite)
     config = config.resolve()
-    init_model = registry.load_classifier(config.init_from) if config.init_from else None
+    init_model = transfer.init_model(config, registry)
     result = train(dataset, config, progress=progress, verbose=verbose, init_model=init_model)
     _check_not_stopped(progress)
     # ``limit`` only shrinks the training data: the evaluation always covers the dataset's whole
@@ -105,6 +114,10 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
     }
     if config.init_from:
         metadata["parent"] = config.init_from
+        metadata["lineage"] = transfer.lineage_of(config.init_from, registry)
+    if config.head_epochs or config.freeze_bn:
+        metadata["schedule"] = {k: getattr(config, k) for k in (
+            "head_epochs", "epochs", "learning_rate", "batch_size", "unfreeze", "freeze_bn", "optimizer", "lr_schedule")}
     if dataset.additions:
         metadata["additions"] = dataset.additions
     metadata.update(_ood_calibration(result, dataset, use_tta))

@@ -22,6 +22,10 @@ from .predict import accuracy
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adadelta")
 LR_SCHEDULES = ("constant", "warmup_cosine")
 PRECISIONS = ("float32", "mixed_bfloat16")
+# Which layers fine-tuning trains after the head stage: every layer, the architecture's last
+# block (``ArchSpec.top_block``) and the head, or the head alone.
+UNFREEZE = ("all", "top", "none")
+HEAD_LEARNING_RATE = 3e-3  # the head stage (Adam on the frozen backbone's embeddings)
 MAX_EPOCHS = 1000
 MAX_BATCH_SIZE = 8192
 
@@ -52,6 +56,12 @@ class TrainConfig:
     init_from: str | None = None  # registry model whose weights start the run (fine-tuning)
     build_options: dict = field(default_factory=dict)
     preset: str | None = None  # the ``PRESETS`` row these knobs came from (recorded, not used)
+    # Transfer to a catalogue's own classes (``transfer.transfer_config`` sets these): epochs of a
+    # new head alone on the frozen backbone's embeddings, then fine-tuning of ``unfreeze`` layers
+    # with batch norm kept in inference mode (``freeze_bn``). 0 / "all" / False: a plain run.
+    head_epochs: int | None = None
+    unfreeze: str | None = None
+    freeze_bn: bool = False
 
     def resolve(self):
         """A copy with defaults filled in from the architecture, after checking every value."""
@@ -74,6 +84,14 @@ class TrainConfig:
             c.pretrain_epochs, c.fine_tune_epochs = 0, 0
         c.patience = max(3, c.epochs // 3) if c.patience is None else c.patience
         zoo.check_options(c.arch, c.build_options)
+        c.head_epochs = 0 if c.head_epochs is None else c.head_epochs
+        c.unfreeze = c.unfreeze or "all"
+        c.freeze_bn = bool(c.freeze_bn)
+        _check_int("head epochs", c.head_epochs, 0, MAX_EPOCHS)
+        if c.unfreeze not in UNFREEZE:
+            raise InvalidParameterError(f"unknown unfreeze {c.unfreeze!r}; choose one of: {', '.join(UNFREEZE)}.")
+        if c.head_epochs and spec.pretrain:
+            raise InvalidParameterError(f"{c.arch} trains in two stages of its own; a head stage does not apply.")
         _check_int("epochs", c.epochs, 1, MAX_EPOCHS)
         _check_int("batch size", c.batch_size, 1, MAX_BATCH_SIZE)
         _check_int("pre-training epochs", c.pretrain_epochs, 0, MAX_EPOCHS)
@@ -166,7 +184,8 @@ def _check_float(label, value, low, high, open_low=False):
 class TrainingProgress:
     """Receives progress during training. Subclass and override what you need.
 
-    ``stage`` is "autoencoder" (pre-training), "classifier" or "fine_tune".
+    ``stage`` is "autoencoder" (pre-training), "head" (a new head on a frozen backbone),
+    "classifier" or "fine_tune".
     ``logs`` holds Keras metrics such as ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``.
     """
 
@@ -353,6 +372,64 @@ def transfer_weights(source, target):
     return copied
 
 
+def check_transferred(source, copied, arch, image_shape):
+    """Refuse a start whose backbone did not carry over: every weighted layer of ``source`` up to
+    its embedding must be among the ``copied`` layer names (``transfer_weights``): a Flatten →
+    Dense network started at another image size would keep only its first convolution."""
+    names = [layer.name for layer in source.layers]
+    stop = names.index(zoo.EMBEDDING_LAYER) if zoo.EMBEDDING_LAYER in names else len(names) - 1
+    missing = [layer.name for layer in source.layers[:stop + 1] if layer.weights and layer.name not in copied]
+    if missing:
+        got = tuple(int(d) for d in source.inputs[0].shape[1:])
+        raise InvalidParameterError(f"{source.name} ({arch}, input {got[0]}x{got[1]}x{got[2]}) cannot be adapted to "
+                       f"{image_shape[0]}x{image_shape[1]}x{image_shape[2]} images: its layers "
+                       f"{', '.join(missing[:3])} depend on the input size; use --image-size {got[0]}.")
+
+
+def _head_and_embeddings(classifier, x_train, x_val):
+    """``(head, f_train, f_val)``: the layers after the embedding as a model of their own, and
+    the frozen backbone's embeddings (inference mode: no augmentation) of the training and
+    validation images. Training the head on stored embeddings costs a fraction of a second per
+    epoch where a pass through the backbone costs tens of seconds."""
+    import keras
+
+    from .predict import predict_batches
+
+    names = [layer.name for layer in classifier.layers]
+    if zoo.EMBEDDING_LAYER not in names:
+        raise InvalidParameterError(f"{classifier.name} has no '{zoo.EMBEDDING_LAYER}' layer: no head to train on its own.")
+    start = names.index(zoo.EMBEDDING_LAYER)
+    extractor = keras.Model(classifier.inputs[0], classifier.layers[start].output)
+    f_train, f_val = predict_batches(extractor, x_train), predict_batches(extractor, x_val)
+    head_in = keras.Input(shape=f_train.shape[1:], name="embedding_in")
+    h = head_in
+    for layer in classifier.layers[start + 1:]:
+        h = layer(h)
+    return keras.Model(head_in, h, name="head"), f_train, f_val
+
+
+def _set_trainable(model, unfreeze, top_block, freeze_bn):
+    """Which layers fine-tuning trains: ``all``, the ``top`` block (layer-name prefixes) and
+    everything after the embedding, or ``none`` (the head only); batch norm layers stay in
+    inference mode with ``freeze_bn`` (Keras runs a non-trainable BatchNormalization so)."""
+    import keras
+
+    names = [layer.name for layer in model.layers]
+    head_start = names.index(zoo.EMBEDDING_LAYER) + 1 if zoo.EMBEDDING_LAYER in names else len(names) - 1
+    for i, layer in enumerate(model.layers):
+        if unfreeze == "all":
+            layer.trainable = True
+        elif unfreeze == "top":
+            layer.trainable = i >= head_start or layer.name.startswith(tuple(top_block)) or \
+                layer.name.startswith(zoo.EMBEDDING_LAYER)
+        else:
+            layer.trainable = i >= head_start
+        if freeze_bn:
+            for sub in (layer.layers if isinstance(layer, keras.Model) else (layer,)):
+                if isinstance(sub, keras.layers.BatchNormalization):
+                    sub.trainable = False
+
+
 def validation_data(data, validation_fraction, seed=0):
     """``(x_val, y_val)``: the validation images (uint8) and labels training holds out of ``data``
     (its own ``x_val``, else a seeded stratified share of the training images). Temperature
@@ -426,7 +503,8 @@ def train(dataset, config, progress=None, verbose=0, init_model=None):
         with _seeded(config.seed):
             bundle = zoo.build(config.arch, data.image_shape, data.num_classes, **config.build_options)
         if init_model is not None:
-            transfer_weights(init_model, bundle.classifier)
+            copied = transfer_weights(init_model, bundle.classifier)
+            check_transferred(init_model, copied, config.arch, data.image_shape)
 
         def fit(model, stage, x, y, epochs, batch_size, val, monitor, mode, **kwargs):
             nonlocal cancelled
@@ -459,6 +537,16 @@ def train(dataset, config, progress=None, verbose=0, init_model=None):
                     fit(bundle.autoencoder, "autoencoder", x_train, x_train, config.pretrain_epochs, ae_batch,
                         (x_val, x_val) if has_val else None, "val_loss", "min")
                 bundle.encoder.trainable = False
+
+            if config.head_epochs:
+                head, f_train, f_val = _head_and_embeddings(bundle.classifier, x_train, x_val)
+                head.compile(optimizer=make_optimizer("adam", HEAD_LEARNING_RATE),
+                             loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                             metrics=["accuracy"])
+                fit(head, "head", f_train, y_train, config.head_epochs, config.batch_size,
+                    (f_val, y_val) if has_val else None, "val_accuracy", "max", class_weight=class_weight)
+            if config.unfreeze != "all" or config.freeze_bn:  # a plain run keeps its own choices (frozen encoders)
+                _set_trainable(bundle.classifier, config.unfreeze, spec.top_block, config.freeze_bn)
 
             steps = int(np.ceil(len(x_train) / config.batch_size)) * config.epochs
             bundle.classifier.compile(

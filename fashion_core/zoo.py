@@ -41,6 +41,9 @@ class ArchSpec:
     paper_accuracy: str = ""
     min_size: int = 8  # smallest image side the architecture can take
     flip_tta: bool = False  # evaluated and served with flip test-time augmentation
+    top_block: tuple = ()  # layer-name prefixes of the last block (fine-tuned with ``unfreeze="top"``)
+    any_size: bool = False  # global pooling: weights fit any input size (a backbone for other sizes)
+    imagenet: bool = False  # a keras.applications network with ImageNet weights (``--from imagenet:NAME``)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -86,6 +89,20 @@ def _crop_to(x, height, width, name):
             ((extra_h // 2, extra_h - extra_h // 2), (extra_w // 2, extra_w - extra_w // 2)), name=name
         )(x)
     return x
+
+
+def _square_rgb(inputs, input_shape, min_size=32):
+    """``(x, size)``: images resized to a square of at least ``min_size`` (ImageNet networks'
+    minimum) and grey repeated to three channels, for keras.applications bases."""
+    layers = _keras().layers
+    height, width, channels = input_shape
+    size = max(min_size, height, width)
+    x = inputs
+    if (height, width) != (size, size):
+        x = layers.Resizing(size, size, name="resize")(x)
+    if channels == 1:
+        x = layers.Concatenate(name="to_rgb")([x, x, x])
+    return x, size
 
 
 def _softmax_head(x, num_classes):
@@ -244,14 +261,8 @@ def build_vgg16_transfer(input_shape, num_classes, weights="imagenet"):
     """
     keras = _keras()
     layers = keras.layers
-    height, width, channels = input_shape
-    size = max(32, height, width)
     inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    if (height, width) != (size, size):
-        x = layers.Resizing(size, size, name="resize")(x)
-    if channels == 1:
-        x = layers.Concatenate(name="to_rgb")([x, x, x])
+    x, size = _square_rgb(inputs, input_shape)
     # VGG16 expects 0–255 pixels minus the ImageNet mean (≈ 116 averaged over channels).
     x = layers.Rescaling(255.0, offset=-116.0, name="vgg_scale")(x)
     try:
@@ -268,6 +279,43 @@ def build_vgg16_transfer(input_shape, num_classes, weights="imagenet"):
     x = layers.Dense(256, activation="relu", name=EMBEDDING_LAYER)(x)
     x = layers.Dropout(0.5, name="dropout")(x)
     return ModelBundle(keras.Model(inputs, _softmax_head(x, num_classes), name="vgg16_transfer"))
+
+
+# --- ImageNet backbones (``train --from imagenet:NAME``) ------------------------------------------
+
+
+def build_imagenet_backbone(input_shape, num_classes, application="MobileNetV3Small", weights=None):
+    """A keras.applications network (``include_top=False``, global average pooling) under our head.
+
+    Inputs (model contract: [0, 1], garment bright on black) are resized to at least 32x32, grey
+    repeated to three channels and turned back into a 0–255 photo on a light background
+    (``1 - x``, as ImageNet's photos and the product shots were), which the MobileNetV3
+    applications rescale themselves. Head: Dense 256 → BN → ReLU (the embedding) →
+    dropout 0.3 → softmax. ``weights``: ``"imagenet"`` (Keras downloads them once, to
+    ~/.keras/models), a local weights file, or None (untrained; tests).
+    """
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape, name="image")
+    x, size = _square_rgb(inputs, input_shape)
+    x = layers.Rescaling(-255.0, offset=255.0, name="to_photo")(x)
+    try:
+        base = getattr(keras.applications, application)(include_top=False, weights=weights,
+                                                        input_shape=(size, size, 3), pooling="avg", name="backbone")
+    except Exception as exc:  # noqa: BLE001 - a failed download or a foreign weights file: one clear line
+        if weights == "imagenet":
+            raise InvalidParameterError(
+                f"{application}'s ImageNet weights could not be downloaded (offline?); pass --weights FILE, a local "
+                f"weights file of keras.applications.{application}(include_top=False) ({type(exc).__name__})."
+            ) from None
+        raise InvalidParameterError(f"{weights}: not weights of {application}(include_top=False): "
+                                    f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
+    x = base(x)
+    x = layers.Dense(256, use_bias=False, name="embedding_dense")(x)
+    x = layers.BatchNormalization(momentum=0.9, name="embedding_bn")(x)
+    x = layers.Activation("relu", name=EMBEDDING_LAYER)(x)
+    x = layers.Dropout(0.3, name="dropout")(x)
+    return ModelBundle(keras.Model(inputs, _softmax_head(x, num_classes), name=f"{application.lower()}_transfer"))
 
 
 # --- ours --------------------------------------------------------------------------------------
@@ -306,6 +354,21 @@ def build_fashion_net(input_shape, num_classes, width=48, random_erasing=True):
 
 # --- the registry of architectures -------------------------------------------------------------
 
+
+def _imagenet_spec(name, application, title, source, default_size=96):
+    """The ``ArchSpec`` of a keras.applications backbone (``--from imagenet:NAME``; as ``--arch``
+    it trains untrained weights from scratch)."""
+    return ArchSpec(
+        name=name,
+        builder=lambda shape, classes, weights=None: build_imagenet_backbone(shape, classes, application, weights),
+        title=f"{title} (ImageNet backbone)", source=source,
+        description=f"ImageNet {title} under a 256-d embedding and a new head (train --from imagenet:{name}).",
+        optimizer="adamw", learning_rate=1e-3, epochs=10, batch_size=64, lr_schedule="warmup_cosine",
+        weight_decay=0.02, min_size=32, any_size=True, imagenet=True, flip_tta=True,
+        extra={"application": application, "default_size": default_size},
+    )
+
+
 _SPECS = (
     ArchSpec(
         name="fashion_net", builder=build_fashion_net,
@@ -316,6 +379,8 @@ _SPECS = (
         label_smoothing=0.1, lr_schedule="warmup_cosine", weight_decay=0.02,
         paper_accuracy="target ≥ 95.0%",
         flip_tta=True,
+        top_block=("s3",),
+        any_size=True,
     ),
     ArchSpec(
         name="seed003_cnn", builder=build_seed003_cnn,
@@ -370,7 +435,13 @@ _SPECS = (
         optimizer="adam", learning_rate=1e-3, epochs=10, batch_size=128,
         paper_accuracy="82.02%",
         min_size=8,
+        any_size=True,
     ),
+    _imagenet_spec("mobilenet_v3_small", "MobileNetV3Small", "MobileNetV3-Small",
+                   "Howard et al., Searching for MobileNetV3 (keras.applications)"),
+    # EfficientNet-B0 was measured too and left out: 7x slower to train than MobileNetV3-Small (docs/TRANSFER.md).
+    _imagenet_spec("mobilenet_v3_large", "MobileNetV3Large", "MobileNetV3-Large",
+                   "Howard et al., Searching for MobileNetV3 (keras.applications)"),
 )
 ARCHITECTURES = {spec.name: spec for spec in _SPECS}
 

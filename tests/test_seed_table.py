@@ -104,3 +104,24 @@ def test_trust_table_from_a_saved_bench_result(seed_table, registry, tmp_path):
     assert seed_table.main(args) == 0 and seed_table.main([*args, "--check"]) == 0
     text = readme.read_text()
     assert "## Why did it say that?" in text and table in text
+
+
+def test_transfer_table_from_transfer_json(seed_table):
+    transfer = {
+        "date": "2026-11-26T12:00:00+00:00", "machine": {"cpu_count": 2, "load_average_at_start": 1.2},
+        "catalogue": {"classes": 20, "per_class": 300, "train": 3916, "test": 1031, "script": "python -m scripts.myntra_catalogue X"},
+        "goal": {"top1": 0.88, "wall_seconds": 300},
+        "runs": [
+            {"label": "photo_net", "name": "myntra20-photo_net", "parent": "photo_net", "lineage": ["photo_net", "fashion_net"],
+             "test_accuracy": 0.89, "served_accuracy": 0.9, "wall_seconds": 290.0, "train_seconds": 240.0,
+             "precision_at_5": 0.85, "command": "python -m fashion_core train --from photo_net",
+             "per_class_f1": {"Tops": 0.6, "Socks": 0.99}},
+            {"label": "scratch", "failed": ["error: out of memory"]},
+        ],
+    }
+    table = seed_table.render_transfer_table(transfer)
+    assert "| `photo_net ← fashion_net` | 90.0% | 4.8 min | 4.0 min | 0.850 |" in table
+    assert "failed: error: out of memory" in table and "Tops 0.60" in table
+    assert seed_table.render_transfer_table(None) is None
+    text = seed_table.updated_readme("# P\n", "seeds", transfer_table=table)
+    assert seed_table.TRANSFER_START in text and "90.0%" in text

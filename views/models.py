@@ -36,7 +36,12 @@ def table_ui(entries):
         "test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
         "size_mb": st.column_config.NumberColumn("size (MB)", format="%.2f"),
         "has_encoder": st.column_config.CheckboxColumn("autoencoder"),
+        "lineage": st.column_config.TextColumn("fine-tuned from", help="The model it started from, and that "
+                                               "model's own parent: photo_net ← fashion_net."),
     })
+    for entry in entries:
+        if entry.lineage:
+            st.caption(f"**{entry.name}**: fine-tuned from {' ← '.join(entry.lineage)}")
 
 
 EXPORT_FORMATS = {"keras": "Keras 3 (.keras)", "savedmodel": "TensorFlow SavedModel (TF Serving)",

@@ -52,8 +52,11 @@ SETUPS = {"quick": "Quick preset", "custom": "Choose the architecture and settin
 def settings_ui(dataset, mode):
     """Architecture and hyper-parameters; returns (TrainConfig, model name)."""
     if mode == "train":
+        catalogue = dataset.spec.get("kind") == "folder"  # a catalogue starts from a model that knows clothes
         setup = st.radio("Setup", list(SETUPS), format_func=SETUPS.get, horizontal=True, key="train_setup",
-                         help="The quick preset is measured on this kind of machine; custom opens the model zoo.")
+                         index=1 if catalogue else 0,
+                         help="The quick preset is measured on Fashion-MNIST on this kind of machine; the other "
+                              "setup opens the model zoo (and, for a catalogue, 'Start from' a trained model).")
         if setup == "quick":
             return preset_ui(dataset, PRESETS["quick"])
     archs = list(zoo.ARCHITECTURES)
@@ -104,6 +107,8 @@ def settings_ui(dataset, mode):
     config = TrainConfig(arch=arch, epochs=int(epochs), batch_size=int(batch_size), optimizer=optimizer,
                          learning_rate=float(learning_rate), validation_fraction=float(validation), limit=limit,
                          class_weights=balance)
+    if mode == "train":
+        config = start_from_ui(dataset, config) or config
     return config, name
 
 
@@ -118,6 +123,52 @@ def preset_ui(dataset, preset):
                          help="Letters, digits, '_', '-' or '.'; the model's folder in the registry.")
     st.caption(f"Same as `python -m fashion_core train --preset {preset.name} --name {name}`.")
     return preset.config(), name
+
+
+SCRATCH = "(from scratch)"
+
+
+def start_from_ui(dataset, config):
+    """With a catalogue as data source: "Start from" a registry classifier or an ImageNet backbone
+    (the best pre-selected) and the expected time, measured from the backbone's recorded speed.
+    Returns the transfer run's TrainConfig, or None to train the architecture above from scratch."""
+    from fashion_core import transfer
+
+    if dataset.spec.get("kind") != "folder":
+        return None
+    entries = cache.model_entries()[0]
+    choices = [SCRATCH, *transfer.start_from_choices(entries)]
+    best = transfer.default_start_from(entries)
+    source = st.selectbox("Start from", choices, index=choices.index(best) if best in choices else 0,
+                          key="train_start_from",
+                          help="A model that already knows clothes learns your classes in minutes: a new head on "
+                               "its features, then fine-tuning (docs/TRANSFER.md). From scratch uses the "
+                               "architecture and settings above.")
+    if source == SCRATCH:
+        return None
+    try:
+        backbone = transfer.resolve_backbone(source, cache.registry())
+        transfer.check_fits(backbone, dataset.image_shape)
+        run = transfer.transfer_config(backbone, seed=config.seed, validation_fraction=config.validation_fraction,
+                                       class_weights=config.class_weights, limit=config.limit)
+    except FashionError as exc:
+        st.error(str(exc))
+        return None
+    h, w, c = backbone.image_shape
+    n_train = int(min(run.limit or len(dataset.y_train), len(dataset.y_train)) * (1 - run.validation_fraction))
+    seconds = transfer.expected_seconds(backbone, n_train, run)
+    lines = [f"**{source}** ({' ← '.join(backbone.lineage)}): a new head for your {dataset.num_classes} classes "
+             f"({run.head_epochs} epochs on its features), then {run.epochs} epochs of fine-tuning."]
+    lines.append(f"Expected time: about **{seconds / 60:.1f} min** for {n_train:,} images "
+                 f"(its recorded speed, {backbone.images_per_second:.0f} images/s)." if seconds
+                 else "Expected time: not known yet (no recorded speed for this backbone).")
+    if tuple(dataset.image_shape) != (h, w, c):
+        lines.append(f"It was trained at {h}×{w} {'colour' if c == 3 else 'grey'}: choose that in the sidebar "
+                     "for the best accuracy (other sizes are adapted).")
+    if backbone.is_imagenet:
+        lines.append("Its ImageNet weights are downloaded by Keras on first use (online only).")
+    st.info("  \n".join(lines), icon=":material/school:")
+    return run
 
 
 def default_name(arch, dataset):
