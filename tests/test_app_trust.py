@@ -101,7 +101,7 @@ def test_latent_map_shows_an_uploaded_photo(models_env, fashion_mnist):
     at.get("file_uploader")[0].set_value([("coat.png", png_bytes(fashion_mnist.x_test[2, ..., 0]), "image/png")])
     at.run()
     assert_clean(at)
-    spec = at.get("plotly_chart")[0].proto.spec
+    spec = at.get("vega_lite_chart")[0].proto.spec
     assert "your photo" in spec and "star" in spec
     assert any("The star is coat.png" in c.value for c in at.caption)
 

@@ -120,17 +120,9 @@ def metrics_ui(evaluation):
 def _apply_chart_selection(chart_key, true_key, pred_key, n):
     """Copy a click on the confusion-matrix chart into the two cell selectboxes (which must not
     exist yet in this run), once per new click."""
-    event = st.session_state.get(chart_key)
-    points = (event or {}).get("selection", {}).get("points", []) if event else []
-    if not points:
+    cell = charts.selected_cell(st.session_state.get(chart_key))
+    if cell is None or not (0 <= cell[0] < n and 0 <= cell[1] < n):
         return
-    point = points[0]
-    custom = point.get("customdata")
-    if custom is not None and len(custom) >= 2:
-        cell = (int(custom[0]), int(custom[1]))
-    else:
-        index = int(point.get("point_index", point.get("point_number", 0)))
-        cell = divmod(index, n)
     if st.session_state.get(f"{chart_key}_applied") != cell:
         st.session_state[f"{chart_key}_applied"] = cell
         st.session_state[true_key], st.session_state[pred_key] = cell
@@ -175,8 +167,7 @@ def confusion_ui(entry, evaluation):
     with left:
         normalise = st.toggle("Row-normalised (share of each true class)", key=f"cm_norm_{entry.name}")
         fig = charts.confusion_figure(matrix, class_names, normalise=normalise, selected=(true_class, pred_class))
-        st.plotly_chart(fig, on_select="rerun", selection_mode="points", key=chart_key,
-                        config={"displayModeBar": False})
+        st.altair_chart(fig, on_select="rerun", selection_mode=charts.CELL_SELECTION, key=chart_key)
     return true_class, pred_class
 
 
