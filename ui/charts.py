@@ -186,12 +186,12 @@ def latent_map_figure(coords, labels, points, class_names, here=None, here_neigh
             lines = pd.DataFrame({"x": x0, "y": y0, "x2": coords[nearest, 0], "y2": coords[nearest, 1]})
             layers.append(alt.Chart(lines).mark_rule(color="#1F2430", strokeDash=[3, 3], strokeWidth=1.5)
                           .encode(x=x, y=y, x2="x2:Q", y2="y2:Q"))
-        star = pd.DataFrame({"x": [x0], "y": [y0], "label": [here_label]})
-        base = alt.Chart(star).encode(x=x, y=y, tooltip=alt.Tooltip("label:N", title=None))
+        base = alt.Chart(pd.DataFrame({"x": [x0], "y": [y0]})).encode(x=x, y=y)
         layers += [base.mark_point(shape="M0,-1L0.24,-0.33L0.95,-0.31L0.38,0.12L0.59,0.81L0,0.4L-0.59,0.81L-0.38,0.12"
                                          "L-0.95,-0.31L-0.24,-0.33Z", size=700, filled=True, fill="#FFD43B",
-                                         stroke="#1F2430", strokeWidth=2, opacity=1, description="star"),
-                   base.mark_text(dy=-22, fontWeight="bold", color="#1F2430").encode(text="label:N")]
+                                         stroke="#1F2430", strokeWidth=2, opacity=1, description="star")
+                   .encode(tooltip=alt.value(here_label)),
+                   base.mark_text(text=here_label, dy=-22, fontWeight="bold", color="#1F2430")]
     return alt.layer(*layers).properties(height=520).interactive()
 
 
