@@ -35,11 +35,12 @@ CHARTS = {"plotly_chart": "plotly", "vega_lite_chart": "vega_lite"}
 
 
 def _open(page):
+    """A new session on ``page`` whose first run of that page is still to come (``.run()``)."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(APP, default_timeout=600)
-    at.run()
     if page != "home":
+        at.run()  # app.py's default page first, as a browser opening the app
         at.switch_page(f"views/{page}.py")
     return at
 
@@ -53,8 +54,7 @@ def _nodes(node):
 def _first_run(page):
     at = _open(page)
     start, cpu = time.perf_counter(), time.process_time()
-    if page != "home":
-        at.run()
+    at.run()
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     if at.exception:
         raise RuntimeError(f"{page}: {at.exception[0].value}")
