@@ -1,9 +1,10 @@
 """Figures the pages share: training curves, confusion matrix, per-class bars, the latent map.
 
-The charts a page draws on its first visit (Evaluate's confusion matrix, the Latent space map)
-are Vega-Lite (Altair): the browser then loads Streamlit's ~0.8 MB Vega bundle instead of its
-4.7 MB Plotly one, about 1.5 s less per first visit on 2 busy cores (docs/PERFORMANCE.md). The
-others, shown only when a tab is opened or a photo classified, are Plotly figures.
+The charts a page draws on its first visit or with every answer (Evaluate's confusion matrix,
+the Latent space map, Classify's probabilities) are Vega-Lite (Altair): the browser then loads
+Streamlit's ~0.8 MB Vega bundle instead of its 4.7 MB Plotly one, about 1.5 s less per first
+visit on 2 busy cores, and eight sessions answered at once do not each parse Plotly
+(docs/PERFORMANCE.md). The others, drawn only when a tab is opened, are Plotly figures.
 """
 
 from __future__ import annotations
@@ -135,14 +136,19 @@ def per_class_figure(frame, metrics=("precision", "recall", "f1", "specificity")
 
 
 def probability_figure(top_k):
-    """Horizontal bars of the top-k ``[(class name, probability)]``, the most likely on top."""
-    names = [name for name, _ in top_k][::-1]
-    values = [p for _, p in top_k][::-1]
-    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=[SECOND] * (len(values) - 1) + [ACCENT],
-                           text=[f"{p:.1%}" for p in values], textposition="outside"))
-    fig.update_layout(xaxis=dict(range=[0, 1.15], tickformat=".0%"), height=60 + 34 * len(names),
-                      margin=dict(l=10, r=10, t=10, b=10), template="plotly_white")
-    return fig
+    """Horizontal bars (Vega-Lite) of the top-k ``[(class name, probability)]``, the most likely on
+    top and in the accent colour, each labelled with its percentage."""
+    frame = pd.DataFrame({"class": [name for name, _ in top_k], "probability": [float(p) for _, p in top_k],
+                          "top": [i == 0 for i in range(len(top_k))]})
+    frame["label"] = [f"{p:.1%}" for p in frame["probability"]]
+    base = alt.Chart(frame).encode(
+        y=alt.Y("class:N", sort=list(frame["class"]), title=None),
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1.15]), title=None,
+                axis=alt.Axis(format=".0%", values=[0, 0.25, 0.5, 0.75, 1])))
+    bars = base.mark_bar().encode(color=alt.condition("datum.top", alt.value(ACCENT), alt.value(SECOND)),
+                                  tooltip=["class", alt.Tooltip("probability:Q", format=".1%")])
+    text = base.mark_text(align="left", dx=4, color="#1F2430").encode(text="label:N")
+    return alt.layer(bars, text).properties(height=26 + 30 * len(top_k))
 
 
 def validation_curves_figure(histories):
