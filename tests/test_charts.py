@@ -36,5 +36,9 @@ def test_a_click_on_the_latent_map_selects_the_gallery_row():
 
 
 def test_probability_bars_put_the_most_likely_class_on_top():
-    spec = charts.probability_figure([("Shirt", 0.7), ("Coat", 0.2), ("Dress", 0.1)]).to_dict()
+    import altair as alt
+
+    spec = charts.probability_figure([("Shirt", 0.7), ("Coat", 0.2), ("Dress", 0.1)])
+    alt.LayerChart.from_dict(spec)  # a valid Vega-Lite spec (Altair checks it against the schema)
     assert spec["layer"][0]["encoding"]["y"]["sort"] == ["Shirt", "Coat", "Dress"]
+    assert [v["top"] for v in spec["data"]["values"]] == [True, False, False]
