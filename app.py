@@ -8,6 +8,7 @@ import streamlit as st
 
 from ui.data_source import data_source_ui
 from ui.jobs import job_indicator_ui
+from ui.runtime import keep_keras_session
 
 PAGES = [
     st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
@@ -21,6 +22,7 @@ PAGES = [
 
 def main():
     st.set_page_config(page_title="Fashion Studio", page_icon=":material/checkroom:", layout="wide")
+    keep_keras_session()  # a rerun must not clear the shared models' state (ui/runtime.py)
     page = st.navigation(PAGES)
     data_source_ui()
     page.run()

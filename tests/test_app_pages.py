@@ -77,6 +77,28 @@ def test_evaluate_a_model_and_pick_a_confusion_cell(models_env):
     assert any("true **Shirt**, predicted **Shirt**" in c.value for c in at.caption)
 
 
+def test_evaluate_runs_only_the_open_tab_and_keeps_the_cell(models_env):
+    at = open_app("views/evaluate.py")
+    at.multiselect(key="evaluate_models").set_value(["tiny_cnn"])
+    at.run()
+    assert_clean(at)
+    assert len(at.get("vega_lite_chart")) == 1 and not at.get("plotly_chart")  # only the confusion matrix
+    assert not any(m.label == "ECE before" for m in at.metric)
+    at.selectbox(key="cm_true_tiny_cnn").set_value(6)
+    at.selectbox(key="cm_pred_tiny_cnn").set_value(0)
+    at.run()
+    at.session_state["evaluate_view"] = "Calibration"
+    at.run()
+    assert_clean(at)
+    assert any(m.label == "ECE before" for m in at.metric)
+    assert not any("predicted **" in c.value for c in at.caption)  # the confusion tab did not run
+    assert at.query_params["true"] in ("Shirt", ["Shirt"])  # the link still names the chosen cell
+    at.run()  # a rerun inside another tab drops the selectboxes' state, not the cell
+    at.session_state["evaluate_view"] = "Confusion matrix"
+    at.run()
+    assert at.selectbox(key="cm_true_tiny_cnn").value == 6 and at.selectbox(key="cm_pred_tiny_cnn").value == 0
+
+
 def test_evaluate_compares_two_models(models_env):
     at = open_app("views/evaluate.py")
     at.multiselect(key="evaluate_models").set_value(["tiny_cnn", "tiny_ae"])

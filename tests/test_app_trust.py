@@ -7,6 +7,8 @@ import numpy as np
 
 from tests.helpers import assert_clean, open_app, png_bytes
 
+VIEW_KEY = "evaluate_view"  # the key of the Evaluate page's lazy tabs (views/evaluate.py runs on import)
+
 
 def test_classify_shows_saliency_and_compares_all_models(models_env, fashion_mnist):
     at = open_app("views/classify.py")
@@ -29,15 +31,23 @@ def test_evaluate_calibration_tab_and_saliency_on_mistakes(models_env):
     at = open_app("views/evaluate.py")
     at.multiselect(key="evaluate_models").set_value(["tiny_cnn"])
     at.run()
+    at.session_state[VIEW_KEY] = "Calibration"
+    at.run()
     assert_clean(at)
     labels = {m.label for m in at.metric}
     assert {"ECE before", "ECE after", "Temperature", "Answers trusted", "Accuracy of those"} <= labels
     at.slider(key="trust_tiny_cnn").set_value(0.9)
-    at.toggle(key="mistakes_saliency_tiny_cnn").set_value(True)
     at.run()
     assert_clean(at)
     trusted = next(m for m in at.metric if m.label == "Answers trusted")
     assert trusted.value.endswith("%")
+    at.session_state[VIEW_KEY] = "Worst mistakes"
+    at.run()
+    at.toggle(key="mistakes_saliency_tiny_cnn").set_value(True)
+    at.run()
+    assert_clean(at)
+    at.session_state[VIEW_KEY] = "Confusion matrix"
+    at.run()
     at.toggle(key="cm_saliency_tiny_cnn").set_value(True)
     at.run()
     assert_clean(at)
@@ -56,6 +66,7 @@ def test_audit_tab_marks_labels_and_trains_without_the_wrong_ones(models_env, fa
     models_env.save_audit("fake_audit", _fake_audit(fashion_mnist))
     at = open_app("views/evaluate.py")
     at.multiselect(key="evaluate_models").set_value(["tiny_cnn"])
+    at.session_state[VIEW_KEY] = "Suspicious labels"
     at.run()
     at.selectbox(key="audit_name").set_value("fake_audit")
     at.run()
@@ -90,7 +101,7 @@ def test_latent_map_shows_an_uploaded_photo(models_env, fashion_mnist):
     at.get("file_uploader")[0].set_value([("coat.png", png_bytes(fashion_mnist.x_test[2, ..., 0]), "image/png")])
     at.run()
     assert_clean(at)
-    spec = at.get("plotly_chart")[0].proto.spec
+    spec = at.get("vega_lite_chart")[0].proto.spec
     assert "your photo" in spec and "star" in spec
     assert any("The star is coat.png" in c.value for c in at.caption)
 

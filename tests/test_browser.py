@@ -137,3 +137,41 @@ def test_a_job_killed_with_its_server_shows_as_interrupted(registry, browser_pag
             assert time.time() < deadline
             time.sleep(0.5)
     assert store.get(job.id).state == "interrupted" and registry.names() == []
+
+
+def _click_until(page, chart, done, positions):
+    """Click ``chart`` at the relative ``positions`` until ``done()`` (the page settled after each)."""
+    from scripts import screenshots
+
+    box = chart.bounding_box()
+    for fx, fy in positions:
+        page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+        page.wait_for_timeout(500)
+        screenshots.wait_until_idle(page)
+        if done():
+            return True
+    return False
+
+
+def test_clicks_on_the_vega_lite_charts_select(models_env, browser_page):
+    """A click on the Latent space map makes that image the query; a click on Evaluate's
+    confusion matrix shows that cell's images."""
+    shots, page = browser_page
+    grid = [(x / 10, y / 10) for y in range(2, 10) for x in range(2, 10)]
+    with shots.streamlit_server({"FASHION_MODELS_DIR": str(models_env.root)}) as url:
+        page.goto(f"{url}/latent")
+        shots.wait_until_idle(page)
+        chart = page.locator('[data-testid="stVegaLiteChart"]').first
+        assert _click_until(page, chart, lambda: page.get_by_text("nearest neighbours of the clicked image").count() > 0,
+                            grid)
+        page.goto(f"{url}/evaluate")
+        shots.wait_until_idle(page)
+
+        def cell_caption():
+            captions = page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
+            return next(c for c in captions if "test image(s)" in c)
+
+        first = cell_caption()
+        chart = page.locator('[data-testid="stVegaLiteChart"]').first
+        assert _click_until(page, chart, lambda: cell_caption() != first, grid)
+        _assert_no_exception(page, "evaluate after a click")

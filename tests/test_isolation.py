@@ -72,3 +72,32 @@ def test_a_shared_neighbour_index_is_read_only_and_queries_write_nothing_shared(
     assert {k: id(v) for k, v in vars(index).items()} == {k: id(v) for k, v in state_before.items()}
     for i, (found, _exact) in results.items():
         assert i not in found
+
+
+def test_a_page_run_leaves_the_keras_session_alone(models_env, monkeypatch):
+    """Streamlit clears the Keras session after every script run (resetting every thread's Keras
+    state and TensorFlow's kernel cache, then a full garbage collection); the app turns it off."""
+    import sys
+
+    import keras
+    from streamlit.runtime.scriptrunner import script_runner
+
+    from tests.helpers import assert_clean, open_app
+
+    cleared = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: cleared.append(1))
+    # Streamlit's own clean-up, as a fresh process has it before app.py first runs
+    monkeypatch.setattr(script_runner, "_clean_problem_modules",
+                        lambda: sys.modules["keras"].backend.clear_session())
+    at = open_app("views/models.py")
+    assert_clean(at)
+    at.run()
+    assert cleared == []
+
+
+def test_the_server_runs_no_full_garbage_collection_after_every_rerun():
+    import tomllib
+    from pathlib import Path
+
+    config = tomllib.loads((Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False

@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.helpers import APP, TIMEOUT, assert_clean
+from ui import links
 
 
 def open_with(page, **params):
@@ -36,6 +37,9 @@ def test_model_parameter_selects_the_model_and_round_trips(models_env, page, key
     assert _param(at, "model") == "tiny_ae"
     at.selectbox(key=key).set_value("tiny_cnn").run()
     assert _param(at, "model") == "tiny_cnn"  # the URL follows the screen
+    assert not at.code  # the copy-link block is built only when opened
+    at.session_state[links.COPY_LINK_KEY] = True
+    at.run()
     assert any("model=tiny_cnn" in c.value for c in at.code)  # the copy-link block
 
 

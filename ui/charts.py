@@ -1,8 +1,17 @@
-"""Plotly figures the pages share: training curves, confusion matrix, per-class bars."""
+"""Figures the pages share: training curves, confusion matrix, per-class bars, the latent map.
+
+The charts a page draws on its first visit or with every answer (Evaluate's confusion matrix,
+the Latent space map, Classify's probabilities) are Vega-Lite (Altair): the browser then loads
+Streamlit's ~0.8 MB Vega bundle instead of its 4.7 MB Plotly one, about 1.5 s less per first
+visit on 2 busy cores, and eight sessions answered at once do not each parse Plotly
+(docs/PERFORMANCE.md). The others, drawn only when a tab is opened, are Plotly figures.
+"""
 
 from __future__ import annotations
 
+import altair as alt
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -61,44 +70,52 @@ def reconstruction_figure(autoencoder_history):
     return _layout(fig, 300)
 
 
-def confusion_figure(matrix, class_names, normalise=False, selected=None):
-    """A clickable confusion matrix: square markers on a grid (a heatmap emits no selection
-    events in Streamlit), colour = count or row share, text = the value.
+CELL_SELECTION = "cell"  # the confusion chart's click selection: fields "true" and "pred" (class indices)
 
-    Each point's ``customdata`` is ``(true index, predicted index)``.
+
+def confusion_figure(matrix, class_names, normalise=False, selected=None):
+    """A clickable confusion matrix (Vega-Lite): colour = count or row share (square root, so
+    small off-diagonal counts stay visible), text = the value, ``selected`` (true, predicted)
+    outlined. A click selects ``CELL_SELECTION`` with the cell's ``true`` and ``pred`` indices.
     """
     matrix = np.asarray(matrix, dtype=float)
     n = len(class_names)
     rows = matrix.sum(axis=1, keepdims=True)
     values = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0) if normalise else matrix
     true_idx, pred_idx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    true_idx, pred_idx, flat = true_idx.ravel(), pred_idx.ravel(), values.ravel()
-    text = [f"{v:.0%}" if normalise else f"{int(v)}" for v in flat]
-    marker_size = max(12, min(52, 520 // max(n, 1)))
-    colour = np.sqrt(flat / flat.max()) if flat.max() > 0 else flat  # sqrt: small off-diagonal counts stay visible
-    fig = go.Figure(go.Scatter(
-        x=[class_names[p] for p in pred_idx], y=[class_names[t] for t in true_idx], mode="markers+text",
-        marker=dict(symbol="square", size=marker_size, color=colour,
-                    colorscale=[[0, "#F8F9FA"], [0.15, "#FCE4EC"], [1, ACCENT]], line=dict(width=0)),
-        text=text, textfont=dict(size=10 if n <= 10 else 8,
-                                 color=["white" if v > 0.55 else "#1F2430" for v in colour]),
-        customdata=np.stack([true_idx, pred_idx], axis=1),
-        hovertemplate="true: %{y}<br>predicted: %{x}<br>" + ("share: %{text}" if normalise else "count: %{text}")
-        + "<extra>click to see the images</extra>",
-    ))
+    flat = values.ravel()
+    colour = np.sqrt(flat / flat.max()) if flat.max() > 0 else flat
+    cells = pd.DataFrame({"true": true_idx.ravel(), "pred": pred_idx.ravel(),
+                          "true class": [class_names[t] for t in true_idx.ravel()],
+                          "predicted class": [class_names[p] for p in pred_idx.ravel()],
+                          "value": [f"{v:.0%}" if normalise else f"{int(v)}" for v in flat],
+                          "shade": colour, "dark": colour > 0.55})
+    names = list(class_names)
+    x = alt.X("predicted class:N", sort=names, title="predicted class", axis=alt.Axis(labelAngle=-40))
+    y = alt.Y("true class:N", sort=names, title="true class")
+    pick = alt.selection_point(name=CELL_SELECTION, fields=["true", "pred"], on="click", clear=False)
+    base = alt.Chart(cells).encode(x=x, y=y)
+    squares = base.mark_rect(stroke="white", strokeWidth=2).encode(
+        color=alt.Color("shade:Q", scale=alt.Scale(domain=[0, 0.15, 1], range=["#F8F9FA", "#FCE4EC", ACCENT]), legend=None),
+        tooltip=["true class", "predicted class", alt.Tooltip("value", title="share" if normalise else "count")],
+    ).add_params(pick)
+    text = base.mark_text(fontSize=10 if n <= 10 else 8).encode(
+        text="value", color=alt.condition("datum.dark", alt.value("white"), alt.value("#1F2430")))
+    layers = [squares, text]
     if selected is not None:
         t, p = selected
-        fig.add_trace(go.Scatter(x=[class_names[p]], y=[class_names[t]], mode="markers", hoverinfo="skip",
-                                 marker=dict(symbol="square-open", size=marker_size + 6, color="#1F2430",
-                                             line=dict(width=2)), showlegend=False))
-    fig.update_xaxes(title_text="predicted class", categoryorder="array", categoryarray=list(class_names),
-                     tickangle=-40, showgrid=False)
-    fig.update_yaxes(title_text="true class", categoryorder="array", categoryarray=list(class_names)[::-1],
-                     showgrid=False)
+        outline = pd.DataFrame({"true class": [class_names[t]], "predicted class": [class_names[p]]})
+        layers.append(alt.Chart(outline).mark_rect(filled=False, stroke="#1F2430", strokeWidth=3).encode(x=x, y=y))
     side = max(360, 46 * n + 140)
-    fig.update_layout(height=side, margin=dict(l=10, r=10, t=10, b=10), template="plotly_white",
-                      showlegend=False, clickmode="event+select", dragmode=False)
-    return fig
+    return alt.layer(*layers).properties(height=side - 120).configure_view(strokeWidth=0)
+
+
+def selected_cell(event):
+    """(true, predicted) of the cell a click on ``confusion_figure`` selected, or None."""
+    picked = ((event or {}).get("selection") or {}).get(CELL_SELECTION) or []
+    if picked and "true" in picked[0] and "pred" in picked[0]:
+        return int(picked[0]["true"]), int(picked[0]["pred"])
+    return None
 
 
 def per_class_figure(frame, metrics=("precision", "recall", "f1", "specificity"), by="metric"):
@@ -119,14 +136,22 @@ def per_class_figure(frame, metrics=("precision", "recall", "f1", "specificity")
 
 
 def probability_figure(top_k):
-    """Horizontal bars of the top-k ``[(class name, probability)]``, the most likely on top."""
-    names = [name for name, _ in top_k][::-1]
-    values = [p for _, p in top_k][::-1]
-    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=[SECOND] * (len(values) - 1) + [ACCENT],
-                           text=[f"{p:.1%}" for p in values], textposition="outside"))
-    fig.update_layout(xaxis=dict(range=[0, 1.15], tickformat=".0%"), height=60 + 34 * len(names),
-                      margin=dict(l=10, r=10, t=10, b=10), template="plotly_white")
-    return fig
+    """Horizontal bars of the top-k ``[(class name, probability)]``, the most likely on top and in
+    the accent colour, each labelled with its percentage: a Vega-Lite spec (a dict, for
+    ``st.vega_lite_chart``). Written as a plain dict because it is drawn with every answer:
+    building it through Altair (schema validation) held the GIL ~85 ms per answer."""
+    values = [{"class": name, "probability": float(p), "label": f"{p:.1%}", "top": i == 0}
+              for i, (name, p) in enumerate(top_k)]
+    y = {"field": "class", "type": "nominal", "sort": [v["class"] for v in values], "title": None}
+    x = {"field": "probability", "type": "quantitative", "scale": {"domain": [0, 1.15]}, "title": None,
+         "axis": {"format": ".0%", "values": [0, 0.25, 0.5, 0.75, 1]}}
+    return {"data": {"values": values}, "height": 26 + 30 * len(values), "layer": [
+        {"mark": "bar", "encoding": {"y": y, "x": x, "color": {"condition": {"test": "datum.top", "value": ACCENT},
+                                                               "value": SECOND},
+                                     "tooltip": [{"field": "class"}, {"field": "probability", "format": ".1%"}]}},
+        {"mark": {"type": "text", "align": "left", "dx": 4, "color": "#1F2430"},
+         "encoding": {"y": y, "x": x, "text": {"field": "label"}}},
+    ]}
 
 
 def validation_curves_figure(histories):
@@ -142,34 +167,49 @@ def validation_curves_figure(histories):
     return fig
 
 
-def latent_map_figure(coords, labels, points, class_names, here=None, here_neighbours=None, here_label="you are here"):
-    """A 2-D map of gallery embeddings coloured by class; each point's ``customdata`` is its row
-    in ``points`` order (``points``: the gallery rows that were projected).
+MAP_SELECTION = "point"  # the latent map's click selection: field "row" (position in ``points``)
 
-    ``here`` (x, y): a query image drawn as a distinct star, with lines to ``here_neighbours``
+
+def latent_map_figure(coords, labels, points, class_names, here=None, here_neighbours=None, here_label="you are here"):
+    """A 2-D map of gallery embeddings coloured by class (Vega-Lite); a click selects
+    ``MAP_SELECTION`` with the point's ``row`` (its entry of ``points``: the gallery rows that
+    were projected).
+
+    ``here`` (x, y): a query image drawn as a star, with dotted lines to ``here_neighbours``
     (rows of ``coords``: its nearest map points).
     """
-    fig = go.Figure()
-    for c, name in enumerate(class_names):
-        members = np.flatnonzero(labels[points] == c)
-        fig.add_trace(go.Scattergl(x=coords[members, 0], y=coords[members, 1], mode="markers", name=name,
-                                   marker=dict(size=5, opacity=0.7, color=PALETTE[c % len(PALETTE)]),
-                                   customdata=points[members], hovertemplate=f"{name}<extra>click: use as query</extra>"))
+    coords = np.asarray(coords, dtype=np.float32)
+    names = list(class_names)
+    frame = pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "row": np.asarray(points),
+                          "class": pd.Categorical.from_codes(np.asarray(labels)[points], categories=names)})
+    pick = alt.selection_point(name=MAP_SELECTION, fields=["row"], on="click", clear=False)
+    scale = alt.Scale(domain=names, range=[PALETTE[c % len(PALETTE)] for c in range(len(names))])
+    x, y = alt.X("x:Q", axis=None), alt.Y("y:Q", axis=None)
+    layers = [alt.Chart(frame).mark_circle(size=18, opacity=0.7).encode(
+        x=x, y=y, color=alt.Color("class:N", scale=scale, title=None, legend=alt.Legend(orient="top", columns=5)),
+        tooltip=[alt.Tooltip("class:N", title="class (click: use as query)")]).add_params(pick)]
     if here is not None:
         x0, y0 = float(here[0]), float(here[1])
-        xs, ys = [], []
-        for row in (here_neighbours if here_neighbours is not None else []):
-            xs += [x0, float(coords[row, 0]), None]
-            ys += [y0, float(coords[row, 1]), None]
-        if xs:
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#1F2430", width=1.5, dash="dot"),
-                                     hoverinfo="skip", name="its nearest points"))
-        fig.add_trace(go.Scatter(x=[x0], y=[y0], mode="markers+text", text=[here_label], textposition="top center",
-                                 marker=dict(symbol="star", size=22, color="#FFD43B", line=dict(color="#1F2430", width=2)),
-                                 name=here_label, hovertemplate=f"{here_label}<extra></extra>"))
-    fig.update_layout(height=520, template="plotly_white", margin=dict(l=10, r=10, t=10, b=10), dragmode="pan",
-                      legend=dict(itemsizing="constant"), xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False))
-    return fig
+        nearest = list(here_neighbours if here_neighbours is not None else [])
+        if nearest:
+            lines = pd.DataFrame({"x": x0, "y": y0, "x2": coords[nearest, 0], "y2": coords[nearest, 1]})
+            layers.append(alt.Chart(lines).mark_rule(color="#1F2430", strokeDash=[3, 3], strokeWidth=1.5)
+                          .encode(x=x, y=y, x2="x2:Q", y2="y2:Q"))
+        base = alt.Chart(pd.DataFrame({"x": [x0], "y": [y0]})).encode(x=x, y=y)
+        layers += [base.mark_point(shape="M0,-1L0.24,-0.33L0.95,-0.31L0.38,0.12L0.59,0.81L0,0.4L-0.59,0.81L-0.38,0.12"
+                                         "L-0.95,-0.31L-0.24,-0.33Z", size=700, filled=True, fill="#FFD43B",
+                                         stroke="#1F2430", strokeWidth=2, opacity=1, description="star")
+                   .encode(tooltip=alt.value(here_label)),
+                   base.mark_text(text=here_label, dy=-22, fontWeight="bold", color="#1F2430")]
+    return alt.layer(*layers).properties(height=520).interactive()
+
+
+def clicked_map_row(event):
+    """The ``row`` of the point a click on ``latent_map_figure`` selected, or None."""
+    picked = ((event or {}).get("selection") or {}).get(MAP_SELECTION) or []
+    if picked and picked[0].get("row") is not None:
+        return int(picked[0]["row"])
+    return None
 
 
 def reliability_figure(bins_before, bins_after):

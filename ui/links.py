@@ -84,8 +84,14 @@ def link_to(params):
     return f"?{query}"
 
 
+COPY_LINK_KEY = "copy_link"
+
+
 def copy_link_ui(params):
-    """"Copy link to this view": the link in a code block (its copy button copies it)."""
-    with st.expander(":material/link: Copy link to this view"):
-        st.code(link_to(params), language=None)
-        st.caption("Anyone with this link opens this page with the same model and selection.")
+    """"Copy link to this view": the link in a code block (its copy button copies it), built only
+    while the expander is open (a closed one sends nothing, and the browser then never loads the
+    code block's 1.5 MB syntax highlighter on a first visit)."""
+    with st.expander(":material/link: Copy link to this view", key=COPY_LINK_KEY, on_change="rerun") as box:
+        if box.open:
+            st.code(link_to(params), language=None)
+            st.caption("Anyone with this link opens this page with the same model and selection.")

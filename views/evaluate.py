@@ -18,6 +18,7 @@ from ui.progress import StreamlitProgress
 MAX_CELL_IMAGES = 24
 MAX_MISTAKES_SHOWN = 24
 AUDIT_PAGE = 12
+VIEW_KEY = "evaluate_view"  # the open tab of one model's evaluation
 VERDICTS = {"?": "not looked at", "wrong": "label is wrong", "fine": "label is fine"}
 
 
@@ -93,11 +94,14 @@ def single_model_ui(entry):
         "Calibration": lambda: calibration_ui(entry),
         "Suspicious labels": audit_ui,
     }
+    # Lazy tabs: only the open one runs and is sent to the browser (a first visit draws one chart,
+    # not seven); switching tabs reruns the page.
     shown = {}
-    for (label, view), tab in zip(views.items(), st.tabs(list(views))):
-        with tab:
-            shown[label] = view()
-    cell, names = shown["Confusion matrix"], evaluation["class_names"]
+    for (label, view), tab in zip(views.items(), st.tabs(list(views), key=VIEW_KEY, on_change="rerun")):
+        if tab.open:
+            with tab:
+                shown[label] = view()
+    cell, names = shown.get("Confusion matrix") or linked_cell(entry, evaluation), evaluation["class_names"]
     return {"true": names[cell[0]], "pred": names[cell[1]]}
 
 
@@ -116,33 +120,40 @@ def metrics_ui(evaluation):
 def _apply_chart_selection(chart_key, true_key, pred_key, n):
     """Copy a click on the confusion-matrix chart into the two cell selectboxes (which must not
     exist yet in this run), once per new click."""
-    event = st.session_state.get(chart_key)
-    points = (event or {}).get("selection", {}).get("points", []) if event else []
-    if not points:
+    cell = charts.selected_cell(st.session_state.get(chart_key))
+    if cell is None or not (0 <= cell[0] < n and 0 <= cell[1] < n):
         return
-    point = points[0]
-    custom = point.get("customdata")
-    if custom is not None and len(custom) >= 2:
-        cell = (int(custom[0]), int(custom[1]))
-    else:
-        index = int(point.get("point_index", point.get("point_number", 0)))
-        cell = divmod(index, n)
     if st.session_state.get(f"{chart_key}_applied") != cell:
         st.session_state[f"{chart_key}_applied"] = cell
         st.session_state[true_key], st.session_state[pred_key] = cell
+
+
+def _cell_keys(entry):
+    """Session-state keys of the confusion chart and the two cell selectboxes of a model."""
+    return f"cm_{entry.name}", f"cm_true_{entry.name}", f"cm_pred_{entry.name}"
+
+
+def linked_cell(entry, evaluation):
+    """The confusion cell (true, predicted) to show: the one last shown in this session (kept
+    while another tab is open, whose run drops the selectboxes' state), else the link's, else
+    the most confused pair."""
+    class_names = evaluation["class_names"]
+    _chart_key, true_key, pred_key = _cell_keys(entry)
+    worst_true, worst_pred = most_confused_pair(np.asarray(evaluation["confusion_matrix"]))
+    for param, key in (("true", true_key), ("pred", pred_key)):
+        links.initial_choice("evaluate", param, key, range(len(class_names)), parse=links.class_index(class_names),
+                             label=f"{param} class")
+    shown = st.session_state.get(f"_shown_{true_key}")
+    return shown or (links.linked(true_key, worst_true), links.linked(pred_key, worst_pred))
 
 
 def confusion_ui(entry, evaluation):
     class_names = evaluation["class_names"]
     n = len(class_names)
     matrix = np.asarray(evaluation["confusion_matrix"])
-    chart_key, true_key, pred_key = f"cm_{entry.name}", f"cm_true_{entry.name}", f"cm_pred_{entry.name}"
+    chart_key, true_key, pred_key = _cell_keys(entry)
     _apply_chart_selection(chart_key, true_key, pred_key, n)
-    worst_true, worst_pred = most_confused_pair(matrix)
-    for param, key in (("true", true_key), ("pred", pred_key)):
-        links.initial_choice("evaluate", param, key, range(n), parse=links.class_index(class_names),
-                             label=f"{param} class")
-    worst_true, worst_pred = links.linked(true_key, worst_true), links.linked(pred_key, worst_pred)
+    worst_true, worst_pred = linked_cell(entry, evaluation)
     left, right = st.columns([3, 2], gap="large")
     with right:
         st.markdown("**Images in a cell** — click a square, or choose:")
@@ -151,12 +162,12 @@ def confusion_ui(entry, evaluation):
                                   format_func=lambda i: class_names[i], key=true_key)
         pred_class = c2.selectbox("Predicted class", range(n), index=int(worst_pred),
                                   format_func=lambda i: class_names[i], key=pred_key)
+        st.session_state[f"_shown_{true_key}"] = (true_class, pred_class)
         cell_images_ui(entry, evaluation, true_class, pred_class)
     with left:
         normalise = st.toggle("Row-normalised (share of each true class)", key=f"cm_norm_{entry.name}")
         fig = charts.confusion_figure(matrix, class_names, normalise=normalise, selected=(true_class, pred_class))
-        st.plotly_chart(fig, on_select="rerun", selection_mode="points", key=chart_key,
-                        config={"displayModeBar": False})
+        st.altair_chart(fig, on_select="rerun", selection_mode=charts.CELL_SELECTION, key=chart_key)
     return true_class, pred_class
 
 

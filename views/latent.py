@@ -79,7 +79,7 @@ def map_ui(entry, gallery_size, labels, class_names, method, embeddings, vector=
         label = "your photo" if query["label"] is None else "query"  # uploads and webcam photos have no label
     fig = charts.latent_map_figure(coords, labels, points, class_names, here=here, here_neighbours=nearest,
                                    here_label=label or "you are here")
-    st.plotly_chart(fig, on_select="rerun", selection_mode="points", key=MAP_KEY)
+    st.altair_chart(fig, on_select="rerun", selection_mode=charts.MAP_SELECTION, key=MAP_KEY)
     st.caption(f"{'PCA' if method == 'pca' else 't-SNE'} of {len(points):,} gallery images, coloured by class."
                + (f" The star is {query['title']}, placed among its {HERE_NEIGHBOURS} nearest points on the map "
                   "(dotted lines)." if here is not None else ""))
@@ -87,12 +87,7 @@ def map_ui(entry, gallery_size, labels, class_names, method, embeddings, vector=
 
 def _clicked_row():
     """The gallery row of the last point clicked on the map, or None."""
-    event = st.session_state.get(MAP_KEY)
-    points = (event or {}).get("selection", {}).get("points", []) if event else []
-    if points and points[0].get("customdata") is not None:
-        custom = points[0]["customdata"]
-        return int(custom[0] if isinstance(custom, (list, tuple)) else custom)
-    return None
+    return charts.clicked_map_row(st.session_state.get(MAP_KEY))
 
 
 def _test_index(text):
