@@ -177,7 +177,17 @@ def train_validation_split(n_samples, validation_fraction, seed=0, labels=None):
         return indices, indices[:0]
     from sklearn.model_selection import train_test_split
 
-    stratify = labels if labels is not None and np.bincount(labels).min() >= 2 else None
+    n_val = int(np.ceil(validation_fraction * n_samples))
+    if n_samples < 2 or n_val >= n_samples:
+        raise DataError(f"too few training images ({n_samples}) to hold out a validation fraction of {validation_fraction}.")
+    stratify = None
+    if labels is not None:
+        counts = np.bincount(labels)
+        classes = int((counts > 0).sum())
+        # Stratify only when every class has 2 images and both parts can hold one of each class
+        # (scikit-learn refuses otherwise); a tiny catalogue gets a plain seeded split.
+        if counts[counts > 0].min() >= 2 and n_val >= classes and n_samples - n_val >= classes:
+            stratify = labels
     train_idx, val_idx = train_test_split(
         indices, test_size=validation_fraction, random_state=seed, stratify=stratify
     )

@@ -109,6 +109,16 @@ def test_validation_split_is_seeded_stratified_and_disjoint(fashion_mnist):
         data.train_validation_split(10, 1.5)
 
 
+def test_validation_split_of_a_tiny_catalogue_is_plain_not_a_traceback():
+    """20 classes of 3 images, 10% held out: 6 validation images cannot hold every class, so the
+    split is a plain seeded one (scikit-learn refuses to stratify it)."""
+    labels = np.repeat(np.arange(20), 3)
+    train_idx, val_idx = data.train_validation_split(len(labels), 0.1, seed=0, labels=labels)
+    assert len(val_idx) == 6 and len(train_idx) == 54 and not np.intersect1d(train_idx, val_idx).size
+    with pytest.raises(DataError):
+        data.train_validation_split(1, 0.1, labels=np.array([0]))
+
+
 def test_subset_and_model_input(fashion_mnist):
     small = fashion_mnist.subset(500, seed=1)
     assert len(small.y_train) == 500 and small.image_shape == (28, 28, 1)
