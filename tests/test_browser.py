@@ -120,7 +120,7 @@ def test_a_job_killed_with_its_server_shows_as_interrupted(registry, browser_pag
         config = TrainConfig(arch="seed004_cnn", epochs=200, limit=5000)
         job = store.submit("train", train_params({"kind": "fashion-mnist"}, config, "killed_net"), owner="test")
         deadline = time.time() + 120
-        while not store.get(job.id).progress.get("batch"):
+        while not (store.get(job.id).progress.get("batch") or store.get(job.id).progress.get("epoch")):
             assert time.time() < deadline and store.get(job.id).state in ("queued", "running")
             time.sleep(0.5)
         os.kill(store.get(job.id).worker["pid"], signal.SIGKILL)  # kill -9 the server mid-epoch

@@ -249,11 +249,15 @@ def test_a_cancelled_train_job_registers_nothing(registry, fashion_mnist, monkey
     from fashion_core.training import TrainConfig
 
     monkeypatch.setattr(jobs, "CANCEL_CHECK_SECONDS", 0.0)
+    # Every batch is written: on a fast machine an epoch of this tiny run ends within the default
+    # one-second throttle, and the epoch-end write says batch 0.
+    monkeypatch.setattr(jobs, "PROGRESS_WRITE_SECONDS", 0.0)
     store = JobStore.for_registry(registry)
-    job = store.submit("train", jobs.train_params(TINY, TrainConfig(arch="seed004_cnn", epochs=50, batch_size=16), "never"))
+    job = store.submit("train", jobs.train_params(TINY, TrainConfig(arch="seed004_cnn", epochs=500, batch_size=16), "never"))
     runner = JobRunner(store, registry, poll_seconds=0.05).start()
     try:
-        _wait(lambda: store.get(job.id).progress.get("batch", 0) > 0, timeout=120)
+        _wait(lambda: store.get(job.id).progress.get("batch", 0) > 0 or store.get(job.id).progress.get("epoch", 0) > 0,
+              timeout=120)
         store.cancel(job.id)
         _wait(lambda: store.get(job.id).ended, timeout=120)
     finally:
