@@ -136,8 +136,6 @@ def _transfer_run(args, registry):
 
 
 def cmd_train(args):
-    import time
-
     from .registry import Registry, suggest_name
     from .runs import train_and_save
 

@@ -79,6 +79,15 @@ def suggest_name(text):
     return re.sub(r"\.{2,}", ".", cleaned)
 
 
+def free_name(text, taken):
+    """``suggest_name(text)``, with -2, -3, … added until it is not in ``taken``."""
+    base = suggest_name(text)
+    name, n = base, 2
+    while name in taken:
+        name, n = suggest_name(f"{base}-{n}"), n + 1
+    return name
+
+
 def _json_default(value):
     if isinstance(value, (np.integer,)):
         return int(value)

@@ -119,3 +119,10 @@ def test_not_a_zip_is_a_clear_error(tmp_path):
     path.write_text("definitely not a model")
     with pytest.raises(ModelFileError, match="zip"):
         load_keras_file(path)
+
+
+def test_free_name_adds_a_number_until_the_name_is_free():
+    from fashion_core.registry import free_name
+
+    assert free_name("my net!", set()) == "my-net"
+    assert free_name("my net!", {"my-net", "my-net-2"}) == "my-net-3"

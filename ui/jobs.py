@@ -16,7 +16,7 @@ import streamlit as st
 
 from fashion_core.errors import FashionError
 from fashion_core.jobs import DONE, QUEUED, RUNNING, JobRunner, JobStore
-from fashion_core.registry import Registry
+from fashion_core.registry import Registry, free_name
 from ui import cache
 from ui.progress import clock, progress_line
 
@@ -67,6 +67,11 @@ def submit(kind, params):
 def pending_targets():
     """Model names that queued or running jobs will register (taken for a new run)."""
     return {job.target for job in store().list() if job.state in (QUEUED, RUNNING) and job.target}
+
+
+def free_model_name(text):
+    """A default model name that no registry model has and no queued or running job will take."""
+    return free_name(text, {e.name for e in cache.model_entries()[0]} | pending_targets())
 
 
 def status_line(job):

@@ -10,7 +10,7 @@ from fashion_core.errors import FashionError, ImageError
 from fashion_core.finetune import DEFAULTS, MIN_CORRECTIONS
 from fashion_core.jobs import DONE, ENDED
 from fashion_core.preprocess import MAX_UPLOAD_BYTES
-from fashion_core.registry import default_entry, suggest_name
+from fashion_core.registry import default_entry
 from fashion_core.inference import compare_models
 from fashion_core.saliency import overlay
 from ui import cache, charts, jobs, links, widgets
@@ -226,8 +226,7 @@ def improve_ui(store, entry):
                f"{entry.name}'s own training data so it does not forget); a fifth of your photos is held out "
                f"to measure it, before and after, with {entry.name}'s test set. {entry.name} is not changed. "
                "Takes minutes.")
-    taken = set(cache.registry().names())
-    name = st.text_input("Name of the new model", value=free_name(f"{entry.name}-corrected", taken), key="improve_name")
+    name = st.text_input("Name of the new model", value=jobs.free_model_name(f"{entry.name}-corrected"), key="improve_name")
     if st.button(f"Improve {entry.name} with my corrections", key="improve_button", type="primary",
                  icon=":material/auto_fix_high:"):
         try:
@@ -271,13 +270,6 @@ def improve_result_ui(result):
               help=f"{result['base']}: {before['test_accuracy']:.2%}")
     if result["skipped"]:
         st.caption(f"{len(result['skipped'])} photo(s) could not be read and were left out.")
-
-
-def free_name(stem, taken):
-    """``stem`` as a model name, with -2, -3, … when it is taken."""
-    base = suggest_name(stem)
-    candidates = (base if i == 1 else suggest_name(f"{base}-{i}") for i in range(1, 1000))
-    return next(c for c in candidates if c not in taken)
 
 
 def compare_all_ui(entries, items):

@@ -13,7 +13,7 @@ import streamlit as st
 from fashion_core import latent, zoo
 from fashion_core.jobs import ENDED, QUEUED, RUNNING, train_params
 from fashion_core.errors import FashionError
-from fashion_core.registry import EXPERIMENT_FILES, suggest_name
+from fashion_core.registry import EXPERIMENT_FILES
 from fashion_core.training import OPTIMIZERS, PRESETS, TrainConfig, sweep_grid
 from ui import cache, charts, jobs, tables, widgets
 from ui.data_source import current_dataset
@@ -102,7 +102,7 @@ def settings_ui(dataset, mode):
                                  f"The largest class here has {imbalance:.1f}× the images of the smallest.")
         name = None
         if mode == "train":
-            name = st.text_input("Model name", value=default_name(arch, dataset), key=f"train_name_{arch}",
+            name = st.text_input("Model name", value=jobs.free_model_name(f"{arch}-{dataset.name}"), key=f"train_name_{arch}",
                                  help="Letters, digits, '_', '-' or '.'; the model's folder in the registry.")
     config = TrainConfig(arch=arch, epochs=int(epochs), batch_size=int(batch_size), optimizer=optimizer,
                          learning_rate=float(learning_rate), validation_fraction=float(validation), limit=limit,
@@ -114,15 +114,16 @@ def settings_ui(dataset, mode):
 
 def preset_ui(dataset, preset):
     """A measured preset: what it is, how long it should take here, a model name."""
-    n_train = int(len(dataset.y_train) * 0.9)
+    config = preset.config()
+    n_train = int(len(dataset.y_train) * (1 - config.validation_fraction))
     seconds = preset.expected_seconds(n_train)
     expected = f"about {max(1, round(seconds / 60))} min" if seconds else "not measured yet"
     st.markdown(f"**{preset.description}**  \nExpected time for {n_train:,} training images: **{expected}** "
                 f"({preset.measured or 'no measurement recorded'}).")
-    name = st.text_input("Model name", value=default_name(preset.name, dataset), key="train_name_preset",
+    name = st.text_input("Model name", value=jobs.free_model_name(f"{preset.name}-{dataset.name}"), key="train_name_preset",
                          help="Letters, digits, '_', '-' or '.'; the model's folder in the registry.")
     st.caption(f"Same as `python -m fashion_core train --preset {preset.name} --name {name}`.")
-    return preset.config(), name
+    return config, name
 
 
 SCRATCH = "(from scratch)"
@@ -169,16 +170,6 @@ def start_from_ui(dataset, config):
         lines.append("Its ImageNet weights are downloaded by Keras on first use (online only).")
     st.info("  \n".join(lines), icon=":material/school:")
     return run
-
-
-def default_name(arch, dataset):
-    """``<arch>-<dataset>`` with a number added until no model has that name."""
-    base = suggest_name(f"{arch}-{dataset.name}")
-    taken = {e.name for e in cache.model_entries()[0]} | jobs.pending_targets()
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base}-{n}", n + 1
-    return name
 
 
 def experiment_ui(mode):
