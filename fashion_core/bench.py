@@ -148,7 +148,7 @@ def bench_models(registry, entries, dataset, test_idx, repeats):
     rows = []
     seed003_rate, seed003_source = None, None
     for entry in entries:
-        model = registry.load_classifier(entry.name)
+        model = registry.load_served(entry.name)
         accuracy = accuracy_of(model, x, y)
         tta = accuracy_of(model, x_uint8, y, flip_tta=True) if entry.uses_flip_tta else None
         rate = batch_throughput(model, x, repeats)
@@ -173,7 +173,7 @@ def bench_calibration(registry, entries, dataset, test_idx):
 
     rows = []
     for entry in entries:
-        model = registry.load_classifier(entry.name)
+        model = registry.load_served(entry.name)
         probabilities = served_probabilities(model, dataset.x_test[test_idx], entry.uses_flip_tta)
         stored = entry.calibration is not None
         report = calibration_report(probabilities, dataset.y_test[test_idx], entry.temperature)

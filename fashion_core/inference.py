@@ -141,7 +141,7 @@ class Classifier:
                 )
         entry = registry.get(name)
         meta = entry.metadata
-        model = registry.load_classifier(name)
+        model = registry.load_served(name)
         image_shape = tuple(meta.get("image_shape") or model.inputs[0].shape[1:])
         class_names = meta.get("class_names") or _default_class_names(model)
         if (meta.get("ood") or {}).get("method") == "confidence":

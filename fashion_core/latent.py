@@ -62,7 +62,7 @@ def encoder_for(name, registry=None):
         encoder = _flattened_model(autoencoder.inputs[0], latent.output, f"{name}_latent")
         return encoder, _describe("autoencoder latent", int(encoder.output.shape[-1]))
 
-    classifier = registry.load_classifier(name)
+    classifier = registry.load_served(name)
     layer_names = [layer.name for layer in classifier.layers]
     if zoo.EMBEDDING_LAYER in layer_names:
         layer = classifier.get_layer(zoo.EMBEDDING_LAYER)

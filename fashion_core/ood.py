@@ -110,8 +110,9 @@ def calibrate_confidence(probabilities, labels, rate=CONFIDENCE_FLAG_RATE):
     Returns
     -------
     dict
-        ``{"method": "confidence", "min_confidence", "rate", "n_in", "n_other",
-        "in_flagged", "other_flagged"}`` (the last two measured on these photos).
+        ``{"method": "confidence", "min_confidence", "rate", "n_in", "n_other", "in_accuracy",
+        "in_flagged", "other_flagged"}`` (the last three measured on these photos;
+        ``in_accuracy`` ranks photo models: ``registry.default_entry``).
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels)
@@ -127,6 +128,7 @@ def calibrate_confidence(probabilities, labels, rate=CONFIDENCE_FLAG_RATE):
         "rate": float(rate),
         "n_in": int(inside.sum()),
         "n_other": int((~inside).sum()),
+        "in_accuracy": float(np.mean(correct[inside])),
         "in_flagged": float(np.mean(top[correct] < threshold)),
         "other_flagged": float(np.mean(top[~inside] < threshold)) if (~inside).any() else None,
     }

@@ -189,6 +189,12 @@ class ModelEntry:
         return model_dataset_spec(self.metadata)
 
     @property
+    def heldout_photo_accuracy(self):
+        """Accuracy on the real photos training held out (photo models; None otherwise)."""
+        accuracy = (self.metadata.get("ood") or {}).get("in_accuracy")
+        return float(accuracy) if isinstance(accuracy, (int, float)) else None
+
+    @property
     def test_accuracy(self):
         """Test accuracy as a float (0.0 when unknown), for ranking models."""
         accuracy = self.metadata.get("test_accuracy")
@@ -310,7 +316,15 @@ class Registry:
         return self._read_entry(folder)
 
     def load_classifier(self, name):
+        """The classifier as trained (the file's model: what fine-tuning and transfer start from)."""
         return load_keras_file(self.get(name).model_file)
+
+    def load_served(self, name):
+        """The classifier as served: ``zoo.serving_model`` of it (an equivalent, faster form where
+        its architecture has one). Predictions, embeddings and timings use this."""
+        from . import zoo
+
+        return zoo.serving_model(self.load_classifier(name), self.get(name).metadata.get("arch"))
 
     def load_autoencoder(self, name):
         """The autoencoder of an autoencoder-based model, or None."""
@@ -485,9 +499,12 @@ def best_entry(entries, dataset_kind=None, arch=None, photo=None):
 
 
 def default_entry(entries, any_dataset=False):
-    """The model uploads and webcam photos go to by default: the most accurate model trained with
-    real photos, else the best Fashion-MNIST model, else (``any_dataset``) the best of any."""
-    return (best_entry(entries, photo=True) or best_entry(entries, dataset_kind=FASHION_MNIST_SPEC["kind"])
+    """The model uploads and webcam photos go to by default: the model trained with real photos
+    that is most accurate on the photos its training held out (then on its test set), else the
+    best Fashion-MNIST model, else (``any_dataset``) the best of any."""
+    photo_models = [e for e in entries if e.is_photo_model]
+    best_photo = max(photo_models, key=lambda e: (e.heldout_photo_accuracy or 0.0, e.test_accuracy), default=None)
+    return (best_photo or best_entry(entries, dataset_kind=FASHION_MNIST_SPEC["kind"])
             or (best_entry(entries) if any_dataset else None))
 
 

@@ -126,3 +126,20 @@ def test_free_name_adds_a_number_until_the_name_is_free():
 
     assert free_name("my net!", set()) == "my-net"
     assert free_name("my net!", {"my-net", "my-net-2"}) == "my-net-3"
+
+
+def test_default_photo_model_is_the_one_best_on_held_out_photos():
+    from types import SimpleNamespace
+
+    from fashion_core.registry import default_entry
+
+    def entry(name, photo, test, held_out=None):
+        return SimpleNamespace(name=name, is_photo_model=photo, test_accuracy=test, heldout_photo_accuracy=held_out,
+                               dataset_spec={"kind": "fashion-mnist"}, metadata={})
+
+    plain = entry("plain", False, 0.95)
+    sharp = entry("sharp_on_mnist", True, 0.94, 0.60)
+    photo = entry("good_on_photos", True, 0.92, 0.75)
+    assert default_entry([plain, sharp, photo]).name == "good_on_photos"
+    assert default_entry([plain, entry("a", True, 0.90), entry("b", True, 0.91)]).name == "b"  # no held-out figure: test
+    assert default_entry([plain]).name == "plain"
