@@ -120,7 +120,7 @@ def _load_encoder(registry, name):
 
 # What can be loaded for a registry model: (registry, name) → the loaded object.
 MODEL_LOADERS = {
-    "classifier": lambda registry, name: registry.load_classifier(name),
+    "classifier": lambda registry, name: registry.load_served(name),
     "autoencoder": lambda registry, name: registry.load_autoencoder(name),
     "inference": _load_inference_classifier,
     "encoder": _load_encoder,
