@@ -158,7 +158,7 @@ def cmd_train(args):
         config, dataset = _transfer_run(args, registry)
     else:
         dataset = _dataset_from_args(args)
-    command = shlex.join(["python", "-m", "fashion_core", *sys.argv[1:]]) if args.record_argv else None
+    command = shlex.join(["python", "-m", "fashion_core", *(a for a in sys.argv[1:] if a != "--record-argv")]) if args.record_argv else None
     entry, result, evaluation = train_and_save(
         dataset, config, name, registry=registry, verbose=1 if not args.quiet else 0,
         overwrite=args.overwrite, command=command,

@@ -202,9 +202,10 @@ def _variant_row(entry, spec, claim):
 
 def photo_rows(registry):
     """One row per model trained with real photos (``train --photos``): what it is for."""
-    from fashion_core.registry import is_photo_model
+    from fashion_core.registry import default_photo_model_name, is_photo_model
 
     rows = []
+    default = default_photo_model_name(registry)
     for entry in registry.list():
         meta = entry.metadata
         if not is_photo_model(meta):
@@ -217,10 +218,13 @@ def photo_rows(registry):
         epochs = (meta.get("epochs_run") or {}).get("classifier", "-")
         configured = (meta.get("hyper_parameters") or {}).get("epochs", "-")
         parent = f", fine-tuned from `{meta['parent']}`" if meta.get("parent") else ""
+        held_out = entry.heldout_photo_accuracy
+        if held_out is not None:
+            parent += f"; {100 * held_out:.1f}% on the photos its training held out"
         rows.append([f"Photo model (ours, `{entry.name}`)", "goal: Fashion-MNIST ≥ 94% (real photos: see below)", ours,
                      f"{epochs}/{configured}", _minutes(meta.get("train_seconds")),
                      f"`{meta['command']}`" if meta.get("command") else "-",
-                     f"the default for uploads and webcam photos: {shape} input, Fashion-MNIST ({recipe['replay']:,} "
+                     f"{'the default for uploads and webcam photos' if entry.name == default else 'a photo model (not the default: less accurate on held-out photos)'}: {shape} input, Fashion-MNIST ({recipe['replay']:,} "
                      f"images) + {recipe['train_photos']:,} real photos + {recipe['outlier_photos']:,} photos of "
                      f"other things taught as 'none of these'{parent}"])
     return rows

