@@ -127,6 +127,7 @@ def resolve_backbone(source, registry=None, weights=None):
                                     "plain classifier (e.g. photo_net or fashion_net).")
     shape = tuple(int(d) for d in entry.metadata.get("image_shape") or (28, 28, 1))
     options = (entry.metadata.get("hyper_parameters") or {}).get("build_options") or {}
+    options = {k: v for k, v in options.items() if k != "weights"}  # the model's own weights replace ImageNet's
     return Backbone(source=source, arch=arch, image_shape=shape, lineage=(source, *entry.lineage),
                     images_per_second=_speed(source, registry, entry.metadata),
                     build_options=tuple(sorted(options.items())))

@@ -30,6 +30,7 @@ CATALOGUE_DIR = REPO.parent / "shared" / "data" / "catalogues"
 GOAL = {"top1": 0.88, "wall_seconds": 300}
 # label → (extra train arguments, backbones the temporary registry needs)
 RUNS = {
+    "photo_lite0": (["--from", "photo_lite0"], ["photo_lite0"]),
     "photo_net": (["--from", "photo_net"], ["photo_net", "fashion_net"]),
     "fashion_net": (["--from", "fashion_net"], ["fashion_net"]),
     # Same architecture, input and epochs as the photo_net run (so about the same wall time), from
