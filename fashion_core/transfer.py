@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import zoo
 from .errors import InvalidParameterError, ModelNotFoundError
 from .registry import Registry, default_entry
@@ -91,10 +93,21 @@ def start_from_choices(entries):
     return [e.name for e in entries if usable_as_backbone(e)] + [IMAGENET_PREFIX + n for n in imagenet_backbones()]
 
 
+# Largest input (values) of a backbone pre-selected for a catalogue: the transfer's time grows
+# with it. Measured on issue 17's 20-class catalogue (README's transfer table): from photo_net
+# (48x48x3) 90.0% in 2.7 min, within the five-minute goal; from photo_lite0 (128x128x3) 91.9% in
+# 7.1 min. Larger backbones stay one click away in "Start from".
+QUICK_START_VALUES = 64 * 64 * 3
+
+
 def default_start_from(entries):
-    """The backbone to pre-select: the photo model (it has seen product shots; docs/TRANSFER.md),
-    else the best Fashion-MNIST classifier, else None."""
-    best = default_entry([e for e in entries if usable_as_backbone(e)], any_dataset=True)
+    """The backbone to pre-select: the best photo model (on the photos its training held out; it
+    has seen product shots: docs/TRANSFER.md) among those small enough to learn a catalogue within
+    minutes (``QUICK_START_VALUES``), else the best usable model of any size, else the best
+    Fashion-MNIST classifier, else None."""
+    usable = [e for e in entries if usable_as_backbone(e)]
+    quick = [e for e in usable if int(np.prod(e.metadata.get("image_shape") or (28, 28, 1))) <= QUICK_START_VALUES]
+    best = default_entry([e for e in quick if e.is_photo_model]) or default_entry(usable, any_dataset=True)
     return best.name if best is not None else None
 
 

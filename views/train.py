@@ -167,7 +167,7 @@ def start_from_ui(dataset, config):
         lines.append(f"It was trained at {h}×{w} {'colour' if c == 3 else 'grey'}: choose that in the sidebar "
                      "for the best accuracy (other sizes are adapted).")
     if backbone.is_imagenet:
-        lines.append("Its ImageNet weights are downloaded by Keras on first use (online only).")
+        lines.append(f"Its ImageNet weights are {zoo.get_spec(backbone.arch).extra['weights_source']}.")
     st.info("  \n".join(lines), icon=":material/school:")
     return run
 
