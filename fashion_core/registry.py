@@ -389,9 +389,9 @@ class Registry:
         staging = self.root / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
         staging.mkdir()
         try:
-            classifier.save(staging / MODEL_FILE)
+            without_optimizer(classifier).save(staging / MODEL_FILE)
             if autoencoder is not None:
-                autoencoder.save(staging / AUTOENCODER_FILE)
+                without_optimizer(autoencoder).save(staging / AUTOENCODER_FILE)
             metadata = dict(metadata)
             metadata["name"] = name
             metadata.setdefault("created_at", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
@@ -478,6 +478,18 @@ def model_dataset_spec(metadata):
     """The dataset recipe in a model's metadata; models saved without one were trained on
     Fashion-MNIST."""
     return dict(metadata.get("dataset") or FASHION_MNIST_SPEC)
+
+
+def without_optimizer(model):
+    """``model`` without its optimizer, for saving: a registry file holds the architecture and the
+    weights (what serving, fine-tuning and transfer read, all of which compile afresh), not the
+    optimizer's slots, which made a trained AdamW model's file 2.5x larger (photo_lite0: 38 MB →
+    15 MB). An uncompiled model is returned as it is; a compiled one as an uncompiled copy."""
+    if getattr(model, "optimizer", None) is None:
+        return model
+    copy = type(model).from_config(model.get_config())  # built-in layers only: safe to rebuild
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def is_photo_model(metadata):

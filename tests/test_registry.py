@@ -143,3 +143,21 @@ def test_default_photo_model_is_the_one_best_on_held_out_photos():
     assert default_entry([plain, sharp, photo]).name == "good_on_photos"
     assert default_entry([plain, entry("a", True, 0.90), entry("b", True, 0.91)]).name == "b"  # no held-out figure: test
     assert default_entry([plain]).name == "plain"
+
+
+def test_a_trained_model_is_saved_without_its_optimizer_state(registry, tmp_path):
+    import keras
+
+    from fashion_core import zoo
+    from fashion_core.registry import without_optimizer
+
+    model = zoo.build("seed004_cnn", (28, 28, 1), 10).classifier
+    model.compile(keras.optimizers.AdamW(1e-3), "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((16, 28, 28, 1)).astype("float32")
+    model.fit(x, np.arange(16) % 10, verbose=0)
+    model.save(tmp_path / "with_optimizer.keras")
+    entry = registry.save("trained", model, {"arch": "seed004_cnn"})
+    assert entry.model_file.stat().st_size < 0.6 * (tmp_path / "with_optimizer.keras").stat().st_size
+    np.testing.assert_allclose(registry.load_classifier("trained").predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    plain = zoo.build("seed004_cnn", (28, 28, 1), 10).classifier
+    assert without_optimizer(plain) is plain
