@@ -500,23 +500,27 @@ def is_photo_model(metadata):
 # --- which model by default ----------------------------------------------------------------------
 
 
+def _photo_rank(entry):
+    """How photo models are ranked: accuracy on the photos their training held out, then test."""
+    return (entry.heldout_photo_accuracy or 0.0, entry.test_accuracy)
+
+
 def best_entry(entries, dataset_kind=None, arch=None, photo=None):
     """The entry with the highest test accuracy (the first on a tie) among ``entries`` of that
-    dataset kind / architecture / photo training (None: any), or None."""
+    dataset kind / architecture / photo training (None: any), or None; photo models only
+    (``photo=True``) are ranked by ``_photo_rank``."""
     candidates = [e for e in entries
                   if (dataset_kind is None or e.dataset_spec.get("kind") == dataset_kind)
                   and (arch is None or e.metadata.get("arch") == arch)
                   and (photo is None or e.is_photo_model == photo)]
-    return max(candidates, key=lambda e: e.test_accuracy, default=None)
+    return max(candidates, key=_photo_rank if photo else (lambda e: e.test_accuracy), default=None)
 
 
 def default_entry(entries, any_dataset=False):
     """The model uploads and webcam photos go to by default: the model trained with real photos
     that is most accurate on the photos its training held out (then on its test set), else the
     best Fashion-MNIST model, else (``any_dataset``) the best of any."""
-    photo_models = [e for e in entries if e.is_photo_model]
-    best_photo = max(photo_models, key=lambda e: (e.heldout_photo_accuracy or 0.0, e.test_accuracy), default=None)
-    return (best_photo or best_entry(entries, dataset_kind=FASHION_MNIST_SPEC["kind"])
+    return (best_entry(entries, photo=True) or best_entry(entries, dataset_kind=FASHION_MNIST_SPEC["kind"])
             or (best_entry(entries) if any_dataset else None))
 
 
