@@ -19,6 +19,7 @@ from .errors import InvalidParameterError
 # Layer names the rest of the engine relies on to find latent vectors.
 LATENT_LAYER = "latent"
 EMBEDDING_LAYER = "embedding"
+FLATTEN_LAYER = "flatten"  # where the dense network of a two-stage (autoencoder) architecture starts
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def build_seed003_cnn(input_shape, num_classes):
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Conv2D(32, 3, activation="relu", kernel_initializer="he_normal", name="conv1")(inputs)
     x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = layers.Flatten(name="flatten")(x)
+    x = layers.Flatten(name=FLATTEN_LAYER)(x)
     x = layers.Dense(128, activation="relu", kernel_initializer="he_normal", name="dense1")(x)
     x = layers.Dense(64, activation="relu", kernel_initializer="he_normal", name=EMBEDDING_LAYER)(x)
     return ModelBundle(keras.Model(inputs, _softmax_head(x, num_classes), name="seed003_cnn"))
@@ -156,7 +157,7 @@ def build_seed004_cnn(input_shape, num_classes, output="softmax"):
     x = layers.Conv2D(64, 3, activation="relu", name="conv2")(x)
     x = layers.MaxPooling2D(2, name="pool2")(x)
     x = layers.Conv2D(64, 3, activation="relu", name="conv3")(x)
-    x = layers.Flatten(name="flatten")(x)
+    x = layers.Flatten(name=FLATTEN_LAYER)(x)
     x = layers.Dense(64, activation="relu", name=EMBEDDING_LAYER)(x)
     if output == "sigmoid":
         x = layers.Dense(num_classes, activation="log_sigmoid", name="sigmoid_log")(x)
@@ -198,7 +199,7 @@ def build_conv_autoencoder(input_shape, num_classes, filters=(32, 64, 128, 64)):
     y = _crop_to(y, height, width, "reconstruction")
     autoencoder = keras.Model(inputs, y, name="conv_autoencoder")
 
-    h = layers.Flatten(name="flatten")(latent)
+    h = layers.Flatten(name=FLATTEN_LAYER)(latent)
     h = layers.Dense(256, activation="relu", name="dense1")(h)
     h = layers.Dense(128, activation="relu", name=EMBEDDING_LAYER)(h)
     classifier = keras.Model(inputs, _softmax_head(h, num_classes), name="conv_autoencoder_classifier")
@@ -208,7 +209,7 @@ def build_conv_autoencoder(input_shape, num_classes, filters=(32, 64, 128, 64)):
 # --- seed 001: DeepAutoDNN ---------------------------------------------------------------------
 
 
-def build_deep_autoencoder_dnn(input_shape, num_classes, latent_channels=8):
+def build_deep_autoencoder_dnn(input_shape, num_classes, latent_channels=8, tap="latent"):
     """Seed 001, DeepAutoDNN: deep autoencoder feeding a deep dense network (paper: 93.4%).
 
     Encoder: Conv32+BN+MaxPool → Conv64+BN+MaxPool → Conv(latent_channels) giving a 7x7
@@ -216,6 +217,11 @@ def build_deep_autoencoder_dnn(input_shape, num_classes, latent_channels=8):
     MSE, Adam, batch 32 (paper: 15 epochs). Stage 2: a deep dense network on the flattened
     latent: Dense 512/256/128 ReLU, each with dropout 0.5, softmax; Adam lr 1e-3, categorical
     cross-entropy, batch 64 (paper: 120 epochs). The encoder stays frozen in stage 2.
+
+    ``tap``: what the dense network reads. ``"latent"`` (default): the 7x7 bottleneck the paper's
+    text names. ``"14x14x128"``: the input shape of the paper's Table III — the second encoder
+    block widened to 128 filters and read before its pooling (half the input size, 128
+    channels), the 7x7 bottleneck still trained by the autoencoder.
     """
     keras = _keras()
     layers = keras.layers
@@ -223,8 +229,10 @@ def build_deep_autoencoder_dnn(input_shape, num_classes, latent_channels=8):
     inputs = keras.Input(shape=input_shape, name="image")
     x = _conv_bn_relu(inputs, 32, "enc1")
     x = layers.MaxPooling2D(2, padding="same", name="enc1_pool")(x)
-    x = _conv_bn_relu(x, 64, "enc2")
-    x = layers.MaxPooling2D(2, padding="same", name="enc2_pool")(x)
+    if tap not in DEEP_AUTOENCODER_TAPS:
+        raise InvalidParameterError(f"unknown tap {tap!r}; choose one of: {', '.join(DEEP_AUTOENCODER_TAPS)}.")
+    hidden = _conv_bn_relu(x, 128 if tap == "14x14x128" else 64, "enc2")
+    x = layers.MaxPooling2D(2, padding="same", name="enc2_pool")(hidden)
     x = layers.Conv2D(latent_channels, 3, padding="same", activation="relu", name="enc3_conv")(x)
     latent = layers.Activation("linear", name=LATENT_LAYER)(x)
     encoder = keras.Model(inputs, latent, name="encoder")
@@ -237,7 +245,7 @@ def build_deep_autoencoder_dnn(input_shape, num_classes, latent_channels=8):
     y = _crop_to(y, height, width, "reconstruction")
     autoencoder = keras.Model(inputs, y, name="deep_autoencoder")
 
-    h = layers.Flatten(name="flatten")(latent)
+    h = layers.Flatten(name=FLATTEN_LAYER)(latent if tap == "latent" else hidden)
     for i, units in enumerate((512, 256)):
         h = layers.Dense(units, activation="relu", name=f"dense{i + 1}")(h)
         h = layers.Dropout(0.5, name=f"dropout{i + 1}")(h)
@@ -245,6 +253,9 @@ def build_deep_autoencoder_dnn(input_shape, num_classes, latent_channels=8):
     h = layers.Dropout(0.5, name="dropout3")(h)
     classifier = keras.Model(inputs, _softmax_head(h, num_classes), name="deep_autoencoder_dnn")
     return ModelBundle(classifier=classifier, autoencoder=autoencoder, encoder=encoder)
+
+
+DEEP_AUTOENCODER_TAPS = ("latent", "14x14x128")
 
 
 # --- seed 000: VGG16 transfer ------------------------------------------------------------------
@@ -461,15 +472,17 @@ def serving_model(model, arch):
 # --- ours --------------------------------------------------------------------------------------
 
 
-def build_fashion_net(input_shape, num_classes, width=48, random_erasing=True):
+def build_fashion_net(input_shape, num_classes, width=48, random_erasing=True, depth=2):
     """fashion_net (ours): a compact modern CNN meant to beat every seed on a 2-core CPU.
 
-    Three stages of two Conv-BN-ReLU layers (width, 2·width, 4·width filters) with max pooling
+    Three stages of ``depth`` Conv-BN-ReLU layers (width, 2·width, 4·width filters) with max pooling
     between them, global average pooling, dropout and a 4·width-wide embedding. Training-time
     augmentation is built in as Keras layers that are inactive at inference: random shifts
     (±10%), horizontal flips and optional random erasing. Trained with label smoothing 0.1 and
     AdamW (weight decay 0.02) on a linear warm-up + cosine learning-rate schedule.
     """
+    if not isinstance(depth, int) or not 1 <= depth <= 6:
+        raise InvalidParameterError(f"depth (convolutions per stage) must be a whole number from 1 to 6; got {depth!r}.")
     keras = _keras()
     layers = keras.layers
     height, width_px, channels = input_shape
@@ -479,7 +492,7 @@ def build_fashion_net(input_shape, num_classes, width=48, random_erasing=True):
     if random_erasing:
         x = layers.RandomErasing(factor=0.5, scale=(0.02, 0.25), fill_value=0.0, value_range=(0, 1), name="aug_erase")(x)
     for stage, multiplier in enumerate((1, 2, 4)):
-        for conv in range(2):
+        for conv in range(depth):
             x = _conv_bn_relu(x, width * multiplier, f"s{stage + 1}c{conv + 1}")
         if stage < 2:
             x = layers.MaxPooling2D(2, padding="same", name=f"s{stage + 1}_pool")(x)
