@@ -21,6 +21,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from . import litert
 from .errors import InvalidParameterError
 from .preprocess import recipe
 from .registry import Registry
@@ -50,26 +51,8 @@ def preprocessing_facts(entry):
     }
 
 
-def _write_savedmodel(model, folder):
-    """A SavedModel whose ``serve`` endpoint calls the model in inference mode (a traced
-    ``training=False``, so training-time augmentation and dropout are not in the graph)."""
-    import keras
-    import tensorflow as tf
-
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(name="serve", fn=lambda images: model(images, training=False),
-                         input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)])
-    archive.write_out(str(folder), verbose=False)
-
-
 def _write_tflite(model, path):
-    import tensorflow as tf
-
-    with tempfile.TemporaryDirectory() as tmp:
-        _write_savedmodel(model, Path(tmp) / "saved")
-        flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(Path(tmp) / "saved")).convert()
-    Path(path).write_bytes(flatbuffer)
+    Path(path).write_bytes(litert.flatbuffer(model))
 
 
 def export_model(name, destination, fmt="keras", registry=None):

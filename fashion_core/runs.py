@@ -13,7 +13,7 @@ import shlex
 from dataclasses import asdict
 
 
-from . import transfer, zoo
+from . import litert, transfer, zoo
 from .loaders import load_dataset
 from .errors import DataError
 from .evaluation import evaluate_model
@@ -237,7 +237,8 @@ def evaluate_and_store(name, registry=None, model=None, dataset=None):
 
 def precompute_and_store(name, registry=None, model=None, dataset=None):
     """Compute and store what the dashboard's pages need from registry model ``name``
-    (``precompute``: test probabilities, gallery embeddings, the 2-D map) — on save, after an
+    (``precompute``: test probabilities, gallery embeddings, the 2-D map; for photo models the
+    LiteRT file that answers single photos) — on save, after an
     evaluation and by ``python -m fashion_core precompute``. Returns ``(path, sizes)``."""
     from . import latent, precompute
 
@@ -246,4 +247,7 @@ def precompute_and_store(name, registry=None, model=None, dataset=None):
     model = registry.load_classifier(name) if model is None else model
     dataset = dataset_for_model(entry) if dataset is None else dataset
     encoder, _ = latent.encoder_for(name, registry=registry)
-    return precompute.build(entry, model, encoder, dataset)
+    path, sizes = precompute.build(entry, model, encoder, dataset)
+    if litert.wanted(entry):  # the single-photo serving form (litert.py)
+        sizes["litert_bytes"] = litert.write(entry, model, precompute.stamp(entry)).stat().st_size
+    return path, sizes

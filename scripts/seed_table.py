@@ -129,6 +129,12 @@ def _minutes(seconds):
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def _train_time(meta):
+    """Training time, with the accelerator when the run had one (``accelerator`` in the metadata)."""
+    text = _minutes(meta.get("train_seconds"))
+    return f"{text} on an {meta['accelerator']}" if meta.get("accelerator") and text != "-" else text
+
+
 def _cell(text):
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -152,7 +158,7 @@ def table_rows(registry):
                          f"± {100 * cv['std_test_accuracy']:.2f}")
         command = f"`{meta['command']}`" if meta.get("command") else "-"
         rows.append([f"{spec.title} (`{entry.name}`)", claim, ours, _epochs_text(meta, spec),
-                     _minutes(meta.get("train_seconds")), command, note_for(meta, spec, best)])
+                     _train_time(meta), command, note_for(meta, spec, best)])
         rows += [_variant_row(variant, spec, claim) for variant in variants(entries, arch, entry)]
     return rows
 
@@ -196,7 +202,7 @@ def _variant_row(entry, spec, claim):
     preset = (meta.get("hyper_parameters") or {}).get("preset")
     title = f"{spec.title}, {f'preset {preset}: ' if preset else ''}{options} (`{entry.name}`)"
     command = f"`{meta['command']}`" if meta.get("command") else "-"
-    return [title, claim, ours, _epochs_text(meta, spec), _minutes(meta.get("train_seconds")), command,
+    return [title, claim, ours, _epochs_text(meta, spec), _train_time(meta), command,
             note_for(meta, spec, best)]
 
 
@@ -222,7 +228,7 @@ def photo_rows(registry):
         if held_out is not None:
             parent += f"; {100 * held_out:.1f}% on the photos its training held out"
         rows.append([f"Photo model (ours, `{entry.name}`)", "goal: Fashion-MNIST ≥ 94% (real photos: see below)", ours,
-                     f"{epochs}/{configured}", _minutes(meta.get("train_seconds")),
+                     f"{epochs}/{configured}", _train_time(meta),
                      f"`{meta['command']}`" if meta.get("command") else "-",
                      f"{'the default for uploads and webcam photos' if entry.name == default else 'a photo model (not the default: less accurate on held-out photos)'}: {shape} input, Fashion-MNIST ({recipe['replay']:,} "
                      f"images) + {recipe['train_photos']:,} real photos + {recipe['outlier_photos']:,} photos of "

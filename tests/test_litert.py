@@ -1,0 +1,53 @@
+"""LiteRT serving (fashion_core/litert.py): same answers as TensorFlow, stale files never used."""
+
+import numpy as np
+import pytest
+
+from fashion_core import litert, precompute, zoo
+
+pytestmark = pytest.mark.skipif(not litert.available(), reason="ai-edge-litert is not installed")
+
+
+def _model():
+    return zoo.build("seed004_cnn", (28, 28, 1), 10).classifier
+
+
+def test_litert_call_matches_keras_with_and_without_flip():
+    model = _model()
+    content = litert.flatbuffer(model)
+    x = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
+    expected = np.asarray(model(x, training=False))
+    np.testing.assert_allclose(litert.compiled_call(content)(x), expected, atol=1e-5)
+    mirrored = np.asarray(model(x[:, :, ::-1], training=False))
+    call = litert.compiled_call(content, flip_tta=True)
+    np.testing.assert_allclose(call(x), (expected + mirrored) / 2, atol=1e-5)
+    np.testing.assert_allclose(call(x[:1]), ((expected + mirrored) / 2)[:1], atol=1e-5)  # batch size changes
+
+
+def test_written_file_is_found_only_under_its_stamp(tmp_path):
+    class Entry:
+        path = tmp_path
+        is_photo_model = True
+
+    model = _model()
+    written = litert.write(Entry, model, "aaaa")
+    assert written.exists() and litert.load(Entry, "aaaa") == written.read_bytes()
+    assert litert.load(Entry, "bbbb") is None  # other weights: never trusted
+    litert.write(Entry, model, "bbbb")
+    assert not written.exists()  # the stale file is removed
+    assert litert.wanted(Entry)
+
+
+def test_shipped_photo_model_is_served_through_litert_with_the_same_answer():
+    from fashion_core.inference import Classifier
+    from fashion_core.registry import Registry
+
+    registry = Registry()
+    names = [e.name for e in registry.list() if e.is_photo_model and litert.load(e, precompute.stamp(e))]
+    if not names:
+        pytest.skip("no shipped photo model with a LiteRT file")
+    fast = Classifier.from_registry(names[0], registry=registry)
+    slow = Classifier.from_registry(names[0], registry=registry, use_litert=False)
+    assert fast.runtime == "litert" and slow.runtime == "tensorflow"
+    x = np.random.default_rng(1).random((2, *fast.image_shape), dtype=np.float32)
+    np.testing.assert_allclose(fast.forward(x), slow.forward(x), atol=1e-4)
