@@ -80,7 +80,7 @@ def export_model(name, destination, fmt="keras", registry=None):
             shutil.copyfile(entry.model_file, target)
         else:
             model = registry.load_classifier(name)
-            (_write_savedmodel if fmt == "savedmodel" else _write_tflite)(model, target)
+            (litert.write_savedmodel if fmt == "savedmodel" else _write_tflite)(model, target)
         facts = preprocessing_facts(entry)
         if fmt == "savedmodel":
             (target / PREPROCESSING_FILE).write_text(json.dumps(facts, indent=1))
