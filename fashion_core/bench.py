@@ -230,15 +230,7 @@ def _real_photo_files(count=20):
     return [(root / r["file"]).read_bytes() for pair in zip(*by_domain) for r in pair]
 
 
-def bench_single_image(registry, model_name, dataset, calls):
-    """p50/p95 latency of ``Classifier.classify`` on file bytes: real photos when the real-photos
-    folder is there (what people upload), else PNG/JPEG-encoded test images."""
-    from .inference import Classifier
-
-    classifier = Classifier.from_registry(model_name, registry=registry)
-    blobs = _real_photo_files()
-    inputs = "real photos (val split, JPEG, 224-320 px)" if blobs else "Fashion-MNIST test images as PNG/JPEG"
-    blobs = blobs or _encoded_test_images(dataset)
+def _classify_timings(classifier, blobs, calls):
     for blob in blobs[:3]:
         classifier.classify(blob, top_k=3)  # warm-up: tracing, first allocations
     timings = []
@@ -246,9 +238,28 @@ def bench_single_image(registry, model_name, dataset, calls):
         started = time.perf_counter()
         classifier.classify(blobs[i % len(blobs)], top_k=3)
         timings.append(time.perf_counter() - started)
-    p50, p95 = _percentiles_ms(timings)
-    return {"model": model_name, "inputs": inputs, "calls": calls, "p50_ms": p50, "p95_ms": p95,
-            "target_p50_ms": TARGET_SINGLE_P50_MS}
+    return _percentiles_ms(timings)
+
+
+def bench_single_image(registry, model_name, dataset, calls):
+    """p50/p95 latency of ``Classifier.classify`` on file bytes: real photos when the real-photos
+    folder is there (what people upload), else PNG/JPEG-encoded test images. A model served
+    through LiteRT (``litert.py``) is also timed through TensorFlow in the same run
+    (``tensorflow_p50_ms``, ``litert_speedup``)."""
+    from .inference import Classifier
+
+    classifier = Classifier.from_registry(model_name, registry=registry)
+    blobs = _real_photo_files()
+    inputs = "real photos (val split, JPEG, 224-320 px)" if blobs else "Fashion-MNIST test images as PNG/JPEG"
+    blobs = blobs or _encoded_test_images(dataset)
+    p50, p95 = _classify_timings(classifier, blobs, calls)
+    result = {"model": model_name, "inputs": inputs, "calls": calls, "p50_ms": p50, "p95_ms": p95,
+              "runtime": classifier.runtime, "target_p50_ms": TARGET_SINGLE_P50_MS}
+    if classifier.runtime == "litert":
+        tf_p50, _ = _classify_timings(Classifier.from_registry(model_name, registry=registry, use_litert=False),
+                                      blobs, calls)
+        result.update(tensorflow_p50_ms=tf_p50, litert_speedup=round(tf_p50 / p50, 2) if p50 else None)
+    return result
 
 
 def bench_neighbours(registry, dataset, gallery_limit, calls):

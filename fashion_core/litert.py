@@ -2,7 +2,8 @@
 
 One photo through ``photo_lite0`` (two 128x128x3 images with flip-TTA) takes about 12 ms through
 TensorFlow's graph executor on this 2-core CPU and about 3 ms through LiteRT, with the same
-probabilities (largest difference ~3e-7; ``python -m fashion_core bench`` reports both). The
+probabilities (largest difference ~3e-7); ``python -m fashion_core bench`` times a photo both ways
+(``single_image``: ``p50_ms``, ``tensorflow_p50_ms``, ``litert_speedup``). The
 flatbuffer is written beside the model when its artefacts are precomputed (``served-STAMP.tflite``,
 named by ``precompute.stamp`` so a file made from other weights is never used), and only for the
 models whose single-image latency people wait for: photo models (``ModelEntry.is_photo_model``).

@@ -51,3 +51,4 @@ def test_shipped_photo_model_is_served_through_litert_with_the_same_answer():
     assert fast.runtime == "litert" and slow.runtime == "tensorflow"
     x = np.random.default_rng(1).random((2, *fast.image_shape), dtype=np.float32)
     np.testing.assert_allclose(fast.forward(x), slow.forward(x), atol=1e-4)
+
