@@ -354,6 +354,36 @@ def cmd_export(args):
     return out, f"exported {args.name} ({args.format}) → {out['path']} (preprocessing: {out['preprocessing']})"
 
 
+def cmd_ensemble(args):
+    from .runs import ensemble_and_save
+
+    def say(message):
+        if not args.quiet:
+            print(f"{args.name}: {message}…", file=sys.stderr, flush=True)
+
+    entry, evaluation = ensemble_and_save(args.members, args.name, weights=args.weights, overwrite=args.overwrite,
+                                          progress=say)
+    meta = entry.metadata
+    ood = meta.get("ood") or {}
+    payload = {"name": entry.name, "members": entry.members, "weights": meta["ensemble"]["weights"],
+               "test_accuracy": meta["test_accuracy"], "flip_tta_accuracy": meta.get("flip_tta_accuracy"),
+               "heldout_photo_accuracy": ood.get("in_accuracy"), "min_confidence": ood.get("min_confidence"),
+               "command": meta["command"], "seconds": round(time.perf_counter() - args.started, 1)}
+    human = (f"saved ensemble {entry.name} ({' + '.join(entry.members)}): test accuracy {evaluation['accuracy']:.2%}"
+             + (f", held-out photos {ood['in_accuracy']:.1%}" if ood.get("in_accuracy") is not None else "")
+             + f" ({payload['seconds']:.0f} s)")
+    return payload, human
+
+
+def _ensemble_arguments(p):
+    p.add_argument("members", nargs="+", metavar="MODEL",
+                   help="two or more registry models with the same classes; the first sets the input size")
+    p.add_argument("--weights", nargs="+", type=float, metavar="W", help="one positive weight per member (default equal)")
+    p.add_argument("--name", required=True, help="the new registry model")
+    p.add_argument("--overwrite", action="store_true", help="replace a model of that name")
+    p.add_argument("--quiet", action="store_true", help="no progress")
+
+
 def cmd_delete(args):
     from .registry import Registry
 
@@ -505,6 +535,8 @@ COMMANDS = {
     "sweep": Command("compare optimizers and learning rates (seed 000's study)", _sweep_arguments, cmd_sweep),
     "finetune": Command("improve a model with your labelled photos (a new model; before / after on held-out photos "
                         "and the test set)", _finetune_arguments, cmd_finetune),
+    "ensemble": Command("register an ensemble of registry models (one model averaging their answers; no new weights)",
+                        _ensemble_arguments, cmd_ensemble),
     "list": Command("list the models in the registry", _no_arguments, cmd_list),
     "import": Command("add a .keras file to the registry (validated, safe mode)", _import_arguments, cmd_import),
     "export": Command("export a model for deployment (.keras, SavedModel or TFLite, + preprocessing.json)", _export_arguments, cmd_export),

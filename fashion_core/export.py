@@ -76,8 +76,11 @@ def export_model(name, destination, fmt="keras", registry=None):
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
     try:
         target = staging / "model"
-        if fmt == "keras":
+        if fmt == "keras" and not entry.is_ensemble:
             shutil.copyfile(entry.model_file, target)
+        elif fmt == "keras":  # one self-contained file: the members' weights inside
+            registry.load_classifier(name).save(target.with_suffix(".keras"))
+            os.replace(target.with_suffix(".keras"), target)
         else:
             model = registry.load_classifier(name)
             (litert.write_savedmodel if fmt == "savedmodel" else _write_tflite)(model, target)

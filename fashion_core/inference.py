@@ -8,6 +8,7 @@ data pipeline on every call, which costs tens of milliseconds for a single image
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,6 +105,10 @@ class Classifier:
         The model as a LiteRT flatbuffer (``litert.py``): ``forward`` then runs through LiteRT
         (``runtime == "litert"``) instead of TensorFlow; ``from_registry`` passes the stored one of
         a photo model (``use_litert=False`` keeps TensorFlow).
+    model_loader : callable, optional
+        With ``litert_model`` and ``model=None``: returns the Keras model when something needs it
+        (saliency maps), once; a photo served through LiteRT then never holds a TensorFlow copy of
+        its weights for answering photos.
 
     The out-of-distribution score comes from ``ood``: a reconstruction threshold (with an
     autoencoder) or, for models trained with real photos, a confidence threshold calibrated on
@@ -112,8 +117,12 @@ class Classifier:
 
     def __init__(self, model, class_names, image_shape, *, autoencoder=None, ood=None, name=None,
                  min_confidence=DEFAULT_MIN_CONFIDENCE, flip_tta=False, photo_trained=False, temperature=1.0,
-                 class_keywords=None, litert_model=None):
-        self.model = model
+                 class_keywords=None, litert_model=None, model_loader=None):
+        if model is None and (litert_model is None or model_loader is None):
+            raise ValueError("a Classifier needs a Keras model, or a LiteRT model and a loader for the Keras one")
+        self._model = model
+        self._model_loader = model_loader
+        self._model_lock = threading.Lock()
         self.class_names = tuple(class_names)
         self.image_shape = tuple(int(d) for d in image_shape)
         self.name = name
@@ -132,6 +141,15 @@ class Classifier:
                          else compiled_call(model, self.image_shape, flip_tta=self.flip_tta))
         self._reconstruct = compiled_call(self.autoencoder, self.image_shape) if self.autoencoder is not None else None
 
+    @property
+    def model(self):
+        """The Keras model (loaded on first use when the classifier answers through LiteRT)."""
+        if self._model is None:
+            with self._model_lock:
+                if self._model is None:
+                    self._model = self._model_loader()
+        return self._model
+
     # --- construction from the registry ----------------------------------------------------------
 
     @classmethod
@@ -149,7 +167,13 @@ class Classifier:
                 )
         entry = registry.get(name)
         meta = entry.metadata
-        model = registry.load_served(name)
+        if options.pop("use_litert", True) and litert.wanted(entry):
+            options.setdefault("litert_model", litert.load(entry, precompute.stamp(entry)))
+        if options.get("litert_model") is not None and meta.get("image_shape") and meta.get("class_names"):
+            model = None  # answered through LiteRT: the Keras model only for saliency maps, loaded then
+            options.setdefault("model_loader", lambda: registry.load_served(name))
+        else:
+            model = registry.load_served(name)
         image_shape = tuple(meta.get("image_shape") or model.inputs[0].shape[1:])
         class_names = meta.get("class_names") or _default_class_names(model)
         if (meta.get("ood") or {}).get("method") == "confidence":
@@ -160,8 +184,6 @@ class Classifier:
         options.setdefault("photo_trained", entry.is_photo_model)
         options.setdefault("temperature", entry.temperature)
         options.setdefault("class_keywords", entry.class_keywords)
-        if options.pop("use_litert", True) and litert.wanted(entry):
-            options.setdefault("litert_model", litert.load(entry, precompute.stamp(entry)))
         classifier = cls(model, class_names, image_shape, autoencoder=autoencoder, ood=ood_meta, name=name, **options)
         classifier.ood_source = source if classifier.autoencoder is not None else None
         return classifier

@@ -41,7 +41,8 @@ def _describe(kind, dims):
 def encoder_for(name, registry=None):
     """The encoder of registry model ``name`` and a description of its vectors.
 
-    Autoencoder-based models (with ``autoencoder.keras``) use the latent layer; other models use
+    Autoencoder-based models (with ``autoencoder.keras``) use the latent layer; an ensemble its
+    first member's encoder (which takes the same input); other models use
     the classifier's penultimate layer (``zoo.EMBEDDING_LAYER`` if present, else the layer
     before the output).
 
@@ -53,6 +54,9 @@ def encoder_for(name, registry=None):
     """
     registry = _registry(registry)
     entry = registry.get(name)
+    if entry.is_ensemble:  # its lead member sees the same input: its space is the ensemble's
+        encoder, description = encoder_for(entry.members[0], registry=registry)
+        return encoder, f"{description}, of its first member {entry.members[0]}"
     if entry.has_autoencoder:
         autoencoder = registry.load_autoencoder(name)
         try:

@@ -11,9 +11,10 @@ Without the file, or without the ``ai-edge-litert`` package, serving falls back 
 ``predict.compiled_call`` — same answers, slower. A LiteRT file holds operators only: loading one
 runs no Python code.
 
-LiteRT interpreters are not thread-safe and each holds its own activation memory, so calls borrow
-one from a small pool (``InterpreterPool``): dashboard sessions answering at the same time each get
-their own, idle ones are reused.
+LiteRT interpreters are not thread-safe and each holds its own copy of the weights (XNNPACK packs
+them: about 20 MB for Lite0), so calls borrow one from a small pool (``InterpreterPool``): at most
+``POOL_SIZE`` exist per model, made when first needed, and a call waits for one when all are busy —
+more at once would only share the same CPU cores, and would hold more memory.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import os
 import queue
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,7 @@ import numpy as np
 FILE_PREFIX = "served-"
 FILE_SUFFIX = ".tflite"
 THREADS = 2  # per interpreter: a single photo gains little from more, and sessions run side by side
-POOL_SIZE = 4  # interpreters kept per model (more are made under load and dropped afterwards)
+POOL_SIZE = 2  # interpreters per model at most (calls beyond wait their turn)
 
 
 def available():
@@ -102,9 +104,9 @@ def load(entry, entry_stamp):
 class InterpreterPool:
     """Interpreters of one flatbuffer, lent to one call at a time.
 
-    ``run(batch)`` borrows an idle interpreter (or makes one: about 7 ms for Lite0), sizes its
-    input to the batch when it differs from the last one, runs it and gives it back; at most
-    ``size`` idle interpreters are kept.
+    ``run(batch)`` borrows an idle interpreter — or makes one (about 7 ms for Lite0) while fewer
+    than ``size`` exist, or else waits for one to come back — sizes its input to the batch when it
+    differs from the last one, runs it and gives it back.
     """
 
     def __init__(self, content, size=POOL_SIZE, threads=THREADS):
@@ -112,8 +114,11 @@ class InterpreterPool:
 
         self._content = bytes(content)
         self._make = lambda: Interpreter(model_content=self._content, num_threads=threads)
-        self._idle = queue.LifoQueue(maxsize=size)
+        self._idle = queue.LifoQueue()
+        self._size = max(1, int(size))
+        self._lock = threading.Lock()
         self._idle.put(self._prepared(self._make()))  # fail now (a damaged file), not on the first photo
+        self.made = 1
 
     @staticmethod
     def _prepared(interpreter):
@@ -125,7 +130,18 @@ class InterpreterPool:
         try:
             return self._idle.get_nowait()
         except queue.Empty:
+            pass
+        with self._lock:
+            make = self.made < self._size
+            self.made += int(make)
+        if not make:
+            return self._idle.get()  # all busy: the next one given back
+        try:
             return self._prepared(self._make())
+        except BaseException:
+            with self._lock:
+                self.made -= 1
+            raise
 
     def run(self, batch):
         """(N, H, W, C) float32 → the model's output (N, ...) as a NumPy array."""
@@ -141,10 +157,7 @@ class InterpreterPool:
             interpreter.invoke()
             return np.array(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
         finally:
-            try:
-                self._idle.put_nowait(interpreter)
-            except queue.Full:
-                pass
+            self._idle.put(interpreter)
 
 
 def compiled_call(content, flip_tta=False):

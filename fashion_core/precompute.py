@@ -47,10 +47,10 @@ def _file_digest(path):
 
 def stamp(entry):
     """What the artefacts of ``entry`` were computed from: a hex digest of its model file(s)'
-    contents, its dataset recipe and ``VERSION``."""
-    parts = [_file_digest(entry.model_file)]
-    if entry.has_autoencoder:
-        parts.append(_file_digest(entry.path / "autoencoder.keras"))
+    contents (an ensemble: its members' files and weights), its dataset recipe and ``VERSION``."""
+    parts = [_file_digest(path) for path in entry.content_files]
+    if entry.is_ensemble:  # the members' files and how they are weighed
+        parts.append(json.dumps(entry.metadata.get("ensemble"), sort_keys=True))
     parts += [json.dumps(entry.dataset_spec, sort_keys=True), str(VERSION)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 

@@ -33,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import ensemble
 from .data import FASHION_MNIST_SPEC
-from .errors import InvalidNameError, ModelFileError, ModelNotFoundError
+from .errors import InvalidNameError, InvalidParameterError, ModelFileError, ModelNotFoundError
 
 MODELS_DIR_ENV = "FASHION_MODELS_DIR"
 MODEL_FILE = "model.keras"
@@ -180,6 +181,24 @@ class ModelEntry:
         return self.path / MODEL_FILE
 
     @property
+    def members(self):
+        """The models an ensemble is built from (``ensemble.py``), in order; [] for a model of
+        its own."""
+        return ensemble.members_of(self.metadata)[0]
+
+    @property
+    def is_ensemble(self):
+        return bool(self.members)
+
+    @property
+    def content_files(self):
+        """The files the model is loaded from: its model file (and autoencoder), or an
+        ensemble's members' model files. What the precomputed artefacts and caches are keyed by."""
+        if self.is_ensemble:
+            return [self.path.parent / member / MODEL_FILE for member in self.members]
+        return [self.model_file] + ([self.path / AUTOENCODER_FILE] if self.has_autoencoder else [])
+
+    @property
     def has_autoencoder(self):
         return (self.path / AUTOENCODER_FILE).is_file()
 
@@ -243,7 +262,8 @@ class ModelEntry:
         return is_photo_model(self.metadata)
 
     def summary(self):
-        """Row for tables: name, arch, test_accuracy, size, created, lineage ("photo_net ← fashion_net")."""
+        """Row for tables: name, arch, test_accuracy, size, created, lineage ("photo_net ← fashion_net",
+        or an ensemble's members: "photo_lite0 + photo_net")."""
         size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
         return {
             "name": self.name,
@@ -253,7 +273,7 @@ class ModelEntry:
             "size_mb": round(size / 1e6, 2),
             "created": self.metadata.get("created_at", ""),
             "has_encoder": self.has_autoencoder,
-            "lineage": " ← ".join(self.lineage),
+            "lineage": " + ".join(self.members) if self.is_ensemble else " ← ".join(self.lineage),
         }
 
 
@@ -291,7 +311,7 @@ class Registry:
         if not NAME_PATTERN.match(folder.name):
             raise ModelFileError("folder name is not a valid model name.")
         meta_path = folder / METADATA_FILE
-        if not meta_path.is_file() or not (folder / MODEL_FILE).is_file():
+        if not meta_path.is_file():
             raise ModelFileError(f"missing {METADATA_FILE} or {MODEL_FILE}.")
         try:
             metadata = json.loads(meta_path.read_text())
@@ -299,6 +319,14 @@ class Registry:
             raise ModelFileError(f"unreadable {METADATA_FILE}: {exc}.") from None
         if not isinstance(metadata, dict):
             raise ModelFileError(f"{METADATA_FILE} is not a JSON object.")
+        members, _weights = ensemble.members_of(metadata)
+        if members:  # an ensemble: no model file of its own, its members' must be there
+            missing = [m for m in members if not (folder.parent / m / MODEL_FILE).is_file()]
+            if missing:
+                raise ModelFileError(f"an ensemble whose member{'s' if len(missing) > 1 else ''} "
+                                     f"{', '.join(missing)} {'are' if len(missing) > 1 else 'is'} missing.")
+        elif not (folder / MODEL_FILE).is_file():
+            raise ModelFileError(f"missing {METADATA_FILE} or {MODEL_FILE}.")
         return ModelEntry(folder.name, folder, metadata)
 
     def check_name_free(self, name, overwrite=False):
@@ -316,15 +344,31 @@ class Registry:
         return self._read_entry(folder)
 
     def load_classifier(self, name):
-        """The classifier as trained (the file's model: what fine-tuning and transfer start from)."""
-        return load_keras_file(self.get(name).model_file)
+        """The classifier as trained (the file's model: what fine-tuning and transfer start from);
+        an ensemble is assembled from its members' files (``ensemble.build``)."""
+        entry = self.get(name)
+        if entry.is_ensemble:
+            return self._ensemble(entry, self.load_classifier)
+        return load_keras_file(entry.model_file)
 
     def load_served(self, name):
         """The classifier as served: ``zoo.serving_model`` of it (an equivalent, faster form where
         its architecture has one). Predictions, embeddings and timings use this."""
         from . import zoo
 
-        return zoo.serving_model(self.load_classifier(name), self.get(name).metadata.get("arch"))
+        entry = self.get(name)
+        if entry.is_ensemble:
+            return self._ensemble(entry, self.load_served)
+        return zoo.serving_model(self.load_classifier(name), entry.metadata.get("arch"))
+
+    @staticmethod
+    def _ensemble(entry, load):
+        members, weights = ensemble.members_of(entry.metadata)
+        return ensemble.build([load(member) for member in members], weights, name=entry.name)
+
+    def dependents(self, name):
+        """Names of the ensembles built from model ``name``."""
+        return [e.name for e in self.list() if name in e.members]
 
     def load_autoencoder(self, name):
         """The autoencoder of an autoencoder-based model, or None."""
@@ -389,7 +433,10 @@ class Registry:
         staging = self.root / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
         staging.mkdir()
         try:
-            without_optimizer(classifier).save(staging / MODEL_FILE)
+            if classifier is not None:
+                without_optimizer(classifier).save(staging / MODEL_FILE)
+            elif not ensemble.members_of(metadata)[0]:
+                raise ModelFileError("nothing to save: no model, and the metadata names no ensemble members.")
             if autoencoder is not None:
                 without_optimizer(autoencoder).save(staging / AUTOENCODER_FILE)
             metadata = dict(metadata)
@@ -425,6 +472,11 @@ class Registry:
 
     def delete(self, name):
         entry = self.get(name)
+        users = self.dependents(name)
+        if users:
+            raise InvalidParameterError(f"{name} cannot be deleted: the ensemble{'s' if len(users) > 1 else ''} "
+                                        f"{', '.join(users)} {'are' if len(users) > 1 else 'is'} built from it; "
+                                        "delete the ensemble first.")
         trash = self.root / f".{name}.{uuid.uuid4().hex[:8]}.deleted"
         os.replace(entry.path, trash)  # disappears from the listing at once
         shutil.rmtree(trash, ignore_errors=True)

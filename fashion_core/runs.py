@@ -251,3 +251,103 @@ def precompute_and_store(name, registry=None, model=None, dataset=None):
     if litert.wanted(entry):  # the single-photo serving form (litert.py)
         sizes["litert_bytes"] = litert.write(entry, model, precompute.stamp(entry)).stat().st_size
     return path, sizes
+
+
+def ensemble_and_save(members, name, weights=None, registry=None, overwrite=False, progress=None):
+    """Register an ensemble of registry models (``ensemble.py``): calibrate its temperature on the
+    lead member's validation split, evaluate it on the lead's test set, calibrate "none of these"
+    on the photos the photo members' training held out, and store what the pages need. The
+    ensemble's folder holds no weights: its members' files are read when it is loaded.
+
+    Parameters
+    ----------
+    members : list of str
+        Two or more registry models with the same classes (not ensembles); the first, the *lead*,
+        sets the input shape and the dataset the ensemble is evaluated on.
+    weights : list of float, optional
+        One positive weight per member (normalised to sum 1; default equal).
+    progress : callable(str), optional
+        Told what is being done (the evaluation of a 128-px model takes minutes on a CPU).
+
+    Returns
+    -------
+    (entry, evaluation)
+    """
+    from . import ensemble
+    from .errors import InvalidParameterError
+    from .registry import ModelEntry
+
+    say = progress or (lambda message: None)
+    registry = registry or Registry()
+    registry.check_name_free(name, overwrite)
+    members = [str(m) for m in members]
+    if len(members) < 2 or len(set(members)) != len(members):
+        raise InvalidParameterError("an ensemble needs two or more different models.")
+    weights = [1.0] * len(members) if not weights else [float(w) for w in weights]
+    if len(weights) != len(members) or min(weights) <= 0:
+        raise InvalidParameterError(f"give one positive weight per member ({len(members)} members, {len(weights)} weights).")
+    if name in members:
+        raise InvalidParameterError(f"{name} cannot be one of its own members.")
+    entries = [registry.get(m) for m in members]
+    nested = [e.name for e in entries if e.is_ensemble]
+    if nested:
+        raise InvalidParameterError(f"{', '.join(nested)} is an ensemble already; list its members instead.")
+    lead = entries[0]
+    for entry in entries[1:]:
+        if list(entry.metadata.get("class_names") or []) != list(lead.metadata.get("class_names") or []):
+            raise InvalidParameterError(f"{entry.name} and {lead.name} do not have the same classes.")
+    total = sum(weights)
+    weights = [round(w / total, 6) for w in weights]
+    command = ["python", "-m", "fashion_core", "ensemble", *members]
+    if len(set(weights)) > 1:
+        command += ["--weights", *(f"{w:g}" for w in weights)]
+    command += ["--name", name]
+    import keras
+
+    photo_member = next((e for e in entries if e.is_photo_model), None)
+    lead_meta = lead.metadata
+    metadata = {
+        "arch": "ensemble",
+        "title": "Ensemble of " + " + ".join(members),
+        "source": "the weighted mean of its members' probabilities, each member at its own input size "
+                  "(fashion_core/ensemble.py)",
+        "paper_accuracy": "",
+        ensemble.KEY: {"members": members, "weights": weights},
+        "hyper_parameters": {k: (lead_meta.get("hyper_parameters") or {}).get(k, default)
+                             for k, default in (("validation_fraction", 0.1), ("seed", 0))},
+        **{k: lead_meta[k] for k in ("dataset", "dataset_name", "class_names", "image_shape") if k in lead_meta},
+        "params": int(sum(int(e.metadata.get("params") or 0) for e in entries)),
+        "command": shlex.join(command),
+        "member_commands": {e.name: e.metadata.get("command") for e in entries},
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "keras_version": keras.__version__,
+    }
+    if photo_member is not None:
+        metadata["additions"] = photo_member.metadata["additions"]
+    provisional = ModelEntry(name, registry.root / name, metadata)
+    use_tta = any(e.uses_flip_tta for e in entries)
+    say("assembling the members")
+    model = ensemble.build([registry.load_classifier(m) for m in members], weights, name=name)
+    say("fitting the confidence temperature on the validation split")
+    temperature, calibration = fit_calibration(model, training_dataset_for(provisional),
+                                               metadata["hyper_parameters"]["validation_fraction"],
+                                               metadata["hyper_parameters"]["seed"], use_tta)
+    say("evaluating on the test set")
+    dataset = dataset_for_model(provisional)
+    evaluation = evaluate_model(model, dataset, tta=use_tta, temperature=temperature)
+    calibration = {**calibration, **calibration_on_test(evaluation)} if calibration else None
+    metadata.update({"test_size": int(len(dataset.y_test)), "test_accuracy": evaluation["accuracy"],
+                     "test_loss": evaluation["loss"], "flip_tta_accuracy": evaluation.get("flip_tta_accuracy")})
+    recipe = (metadata.get("additions") or {}).get("photos")
+    if recipe:  # "none of these": a confidence threshold on the photos the members' training held out
+        from .ood import calibrate_confidence
+        from .photos import calibration_photos
+
+        say("calibrating 'none of these' on the held-out photos")
+        photos = calibration_photos(dataset.image_shape, recipe)
+        metadata["ood"] = calibrate_confidence(served_probabilities(model, photos.images, use_tta), photos.labels)
+    entry = registry.save(name, None, metadata, evaluation=evaluation, overwrite=overwrite,
+                          extra_json={CALIBRATION_FILE: calibration} if calibration else None)
+    say("storing what the pages need")
+    precompute_and_store(name, registry=registry, model=model, dataset=dataset)
+    return entry, evaluation

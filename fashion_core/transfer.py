@@ -130,6 +130,9 @@ def resolve_backbone(source, registry=None, weights=None):
             f"or imagenet:NAME ({', '.join(imagenet_backbones())})."
         ) from None
     arch = entry.metadata.get("arch")
+    if entry.is_ensemble:
+        raise InvalidParameterError(f"{source} is an ensemble of {', '.join(entry.members)}: it has no network of its "
+                                    "own to fine-tune; start from one of its members.")
     if arch not in zoo.ARCHITECTURES:
         raise InvalidParameterError(f"{source} was imported ({arch or 'unknown architecture'}): its architecture is "
                                     "unknown, so it cannot be rebuilt for other classes; start from a trained model.")

@@ -52,3 +52,16 @@ def test_shipped_photo_model_is_served_through_litert_with_the_same_answer():
     x = np.random.default_rng(1).random((2, *fast.image_shape), dtype=np.float32)
     np.testing.assert_allclose(fast.forward(x), slow.forward(x), atol=1e-4)
 
+
+
+def test_pool_holds_at_most_its_size_and_callers_wait_their_turn():
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = _model()
+    pool = litert.InterpreterPool(litert.flatbuffer(model), size=2)
+    batches = [np.random.default_rng(i).random((i % 3 + 1, 28, 28, 1), dtype=np.float32) for i in range(12)]
+    with ThreadPoolExecutor(6) as workers:
+        answers = list(workers.map(pool.run, batches))
+    assert pool.made <= 2
+    for batch, answer in zip(batches, answers):
+        np.testing.assert_allclose(answer, np.asarray(model(batch, training=False)), atol=1e-5)

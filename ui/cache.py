@@ -46,9 +46,10 @@ def model_entries():
 
 
 def model_key(name):
-    """Cache key of a model: (registry root, name, modification time of its model file)."""
+    """Cache key of a model: (registry root, name, latest modification time of the files it is
+    loaded from: its model file, or an ensemble's members')."""
     entry = registry().get(name)
-    return str(registry().root), name, entry.model_file.stat().st_mtime_ns
+    return str(registry().root), name, max(path.stat().st_mtime_ns for path in entry.content_files)
 
 
 def entry_label(entry):

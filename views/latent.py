@@ -140,7 +140,8 @@ def neighbours_ui(entry, data, query, vector, index, labels, sources, rows, k):
     if label is None:  # an upload: compare with what the model predicts for it
         from fashion_core.predict import predict_classes
 
-        label = int(predict_classes(cache.classifier(entry.name), query["image"][None])[0])
+        # the Classify page's classifier (shared, LiteRT for photo models): no second copy of the model
+        label = int(predict_classes(cache.inference_classifier(entry.name).forward, query["image"][None])[0])
         label_note = "the predicted class"
     try:
         distances, found = index.query(vector, k=k, exclude=[query["row"]])

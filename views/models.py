@@ -36,11 +36,17 @@ def table_ui(entries):
         "test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
         "size_mb": st.column_config.NumberColumn("size (MB)", format="%.2f"),
         "has_encoder": st.column_config.CheckboxColumn("autoencoder"),
-        "lineage": st.column_config.TextColumn("fine-tuned from", help="The model it started from, and that "
-                                               "model's own parent: photo_net ← fashion_net."),
+        "lineage": st.column_config.TextColumn("built from", help="A fine-tuned model: the model it started from, "
+                                               "and that model's own parent (photo_net ← fashion_net). An ensemble: "
+                                               "the models whose answers it averages (photo_lite0 + photo_net)."),
     })
     for entry in entries:
-        if entry.lineage:
+        if entry.is_ensemble:
+            weights = (entry.metadata.get("ensemble") or {}).get("weights") or []
+            parts = [f"{m} ({w:.0%})" for m, w in zip(entry.members, weights)] or entry.members
+            st.caption(f"**{entry.name}**: an ensemble averaging {' + '.join(parts)}; it has no weights of its own, "
+                       "so its members cannot be deleted while it exists.")
+        elif entry.lineage:
             st.caption(f"**{entry.name}**: fine-tuned from {' ← '.join(entry.lineage)}")
 
 
@@ -53,7 +59,7 @@ def download_ui(entries):
     entry = widgets.model_selector(entries, "Model to download", key="download_model")
     fmt = st.radio("Format", list(EXPORT_FORMATS), format_func=EXPORT_FORMATS.get, horizontal=True,
                    key="download_format")
-    if fmt == "keras":
+    if fmt == "keras" and not entry.is_ensemble:  # an ensemble's file is assembled on request, below
         st.download_button(f"Download {entry.name}.keras", entry.model_file.read_bytes(), file_name=f"{entry.name}.keras",
                            mime="application/octet-stream", icon=":material/download:", key="download_button")
         st.caption("The classifier as a Keras 3 file; load it with `keras.saving.load_model`. "
