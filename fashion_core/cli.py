@@ -362,10 +362,11 @@ def cmd_ensemble(args):
             print(f"{args.name}: {message}…", file=sys.stderr, flush=True)
 
     entry, evaluation = ensemble_and_save(args.members, args.name, weights=args.weights, overwrite=args.overwrite,
-                                          progress=say)
+                                          progress=say, flip=args.flip)
     meta = entry.metadata
     ood = meta.get("ood") or {}
     payload = {"name": entry.name, "members": entry.members, "weights": meta["ensemble"]["weights"],
+               "flip": meta["ensemble"]["flip"],
                "test_accuracy": meta["test_accuracy"], "flip_tta_accuracy": meta.get("flip_tta_accuracy"),
                "heldout_photo_accuracy": ood.get("in_accuracy"), "min_confidence": ood.get("min_confidence"),
                "command": meta["command"], "seconds": round(time.perf_counter() - args.started, 1)}
@@ -379,6 +380,9 @@ def _ensemble_arguments(p):
     p.add_argument("members", nargs="+", metavar="MODEL",
                    help="two or more registry models with the same classes; the first sets the input size")
     p.add_argument("--weights", nargs="+", type=float, metavar="W", help="one positive weight per member (default equal)")
+    p.add_argument("--flip", nargs="*", metavar="MODEL",
+                   help="the members that answer with flip test-time augmentation (the mean with the mirror image; "
+                        "default: those served so on their own; --flip alone: none)")
     p.add_argument("--name", required=True, help="the new registry model")
     p.add_argument("--overwrite", action="store_true", help="replace a model of that name")
     p.add_argument("--quiet", action="store_true", help="no progress")

@@ -17,7 +17,11 @@ its own shape inside the graph, with built-in layers only:
   channels for colour members fed a grey lead.
 
 The answer is the weighted mean of the members' probabilities (a probability distribution
-again). The embedding of an ensemble (Latent space) is its lead member's.
+again). Flip test-time augmentation, where wanted, is chosen per member and happens inside the
+graph (``metadata["ensemble"]["flip"]``), so a member whose mirror image adds little costs one
+pass, not two; when every member flips, the ensemble as a whole is served with flip-TTA instead
+(the image and its mirror in one batch: faster than two passes inside the graph). The embedding
+of an ensemble (Latent space) is its lead member's.
 """
 
 from __future__ import annotations
@@ -42,6 +46,16 @@ def members_of(metadata):
         raise ModelFileError("the ensemble's members or weights are malformed in its metadata.")
     total = sum(weights)
     return names, [w / total for w in weights]
+
+
+def flips_of(metadata):
+    """Per member: whether it answers with flip test-time augmentation inside the graph (the mean
+    of the image and its mirror); none by default."""
+    names, _ = members_of(metadata)
+    flips = (metadata.get(KEY) or {}).get("flip") or [False] * len(names)
+    if len(flips) != len(names):
+        raise ModelFileError("the ensemble's flip list does not match its members.")
+    return [bool(f) for f in flips]
 
 
 def resample_matrix(n_in, n_out):
@@ -84,21 +98,36 @@ def adapt_input(x, source_shape, target_shape, name):
     return x
 
 
-def member_view(member, input_shape, name):
+def mirror(x, width, name):
+    """Keras tensor (N, H, W, C) → the same images mirrored left-right (a fixed permutation of
+    the width axis: built-in layers only)."""
+    import keras
+
+    x = keras.layers.Permute((1, 3, 2), name=f"{name}_rows")(x)
+    x = _fixed_dense(width, np.eye(width, dtype=np.float32)[::-1].copy(), f"{name}_flip")(x)
+    return keras.layers.Permute((1, 3, 2), name=f"{name}_image")(x)
+
+
+def member_view(member, input_shape, name, flip=False):
     """``member`` fed through ``adapt_input`` from ``input_shape``: what it sees inside an
-    ensemble whose lead takes ``input_shape`` (a Keras model, input ``input_shape``)."""
+    ensemble whose lead takes ``input_shape`` (a Keras model, input ``input_shape``); with
+    ``flip`` it answers the mean of the image and its mirror (flip test-time augmentation)."""
     import keras
 
     inputs = keras.Input(tuple(input_shape), name=f"{name}_image")
     own = tuple(int(d) for d in member.input_shape[1:])
     x = adapt_input(inputs, tuple(input_shape), own, f"{name}_input") if own != tuple(input_shape) else inputs
     wrapped = keras.Model(member.inputs[0], member.outputs[0], name=f"{name}_model")
-    return keras.Model(inputs, wrapped(x), name=name)
+    out = wrapped(x)
+    if flip:
+        out = keras.layers.Average(name=f"{name}_flip_tta")([out, wrapped(mirror(x, own[1], f"{name}_mirror"))])
+    return keras.Model(inputs, out, name=name)
 
 
-def build(members, weights, name="ensemble"):
+def build(members, weights, name="ensemble", flips=None):
     """One Keras classifier from ``members`` (Keras classifiers with the same classes) averaged
-    with ``weights``; its input is the first member's shape."""
+    with ``weights`` (each member with flip-TTA inside the graph where ``flips`` says so); its
+    input is the first member's shape."""
     import keras
 
     if not members:
@@ -109,8 +138,8 @@ def build(members, weights, name="ensemble"):
         raise ModelFileError(f"the ensemble's members disagree on the number of classes ({sorted(classes)}).")
     inputs = keras.Input(shapes[0], name="image")
     outputs = []
-    for i, (member, weight) in enumerate(zip(members, weights)):
-        view = member_view(member, shapes[0], f"member{i}")  # unique names outside
+    for i, (member, weight, flip) in enumerate(zip(members, weights, flips or [False] * len(members))):
+        view = member_view(member, shapes[0], f"member{i}", flip=flip)  # unique names outside
         outputs.append(keras.layers.Rescaling(float(weight), name=f"member{i}_weight")(view(inputs)))
     probabilities = outputs[0] if len(outputs) == 1 else keras.layers.Add(name="probabilities")(outputs)
     return keras.Model(inputs, probabilities, name=name)

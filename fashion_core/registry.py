@@ -364,7 +364,8 @@ class Registry:
     @staticmethod
     def _ensemble(entry, load):
         members, weights = ensemble.members_of(entry.metadata)
-        return ensemble.build([load(member) for member in members], weights, name=entry.name)
+        return ensemble.build([load(member) for member in members], weights, name=entry.name,
+                              flips=ensemble.flips_of(entry.metadata))
 
     def dependents(self, name):
         """Names of the ensembles built from model ``name``."""

@@ -253,7 +253,7 @@ def precompute_and_store(name, registry=None, model=None, dataset=None):
     return path, sizes
 
 
-def ensemble_and_save(members, name, weights=None, registry=None, overwrite=False, progress=None):
+def ensemble_and_save(members, name, weights=None, registry=None, overwrite=False, progress=None, flip=None):
     """Register an ensemble of registry models (``ensemble.py``): calibrate its temperature on the
     lead member's validation split, evaluate it on the lead's test set, calibrate "none of these"
     on the photos the photo members' training held out, and store what the pages need. The
@@ -266,6 +266,10 @@ def ensemble_and_save(members, name, weights=None, registry=None, overwrite=Fals
         sets the input shape and the dataset the ensemble is evaluated on.
     weights : list of float, optional
         One positive weight per member (normalised to sum 1; default equal).
+    flip : list of str, optional
+        The members that answer with flip test-time augmentation (default: those served with it
+        on their own). All of them: the ensemble is served with flip-TTA (image and mirror in
+        one batch); some: inside the graph, for those members only (``metadata["ensemble"]["flip"]``).
     progress : callable(str), optional
         Told what is being done (the evaluation of a 128-px model takes minutes on a CPU).
 
@@ -296,11 +300,21 @@ def ensemble_and_save(members, name, weights=None, registry=None, overwrite=Fals
     for entry in entries[1:]:
         if list(entry.metadata.get("class_names") or []) != list(lead.metadata.get("class_names") or []):
             raise InvalidParameterError(f"{entry.name} and {lead.name} do not have the same classes.")
+    unknown = sorted(set(flip or []) - set(members))
+    if unknown:
+        raise InvalidParameterError(f"--flip names {', '.join(unknown)}, not a member of the ensemble.")
+    own_flips = [e.uses_flip_tta for e in entries]
+    flips = own_flips if flip is None else [m in set(flip) for m in members]
+    # every member flipped: the ensemble is served with flip-TTA (image and mirror in one batch,
+    # faster than two passes inside the graph); some: inside the graph, for those members only
+    use_tta = all(flips)
     total = sum(weights)
     weights = [round(w / total, 6) for w in weights]
     command = ["python", "-m", "fashion_core", "ensemble", *members]
     if len(set(weights)) > 1:
         command += ["--weights", *(f"{w:g}" for w in weights)]
+    if flips != own_flips:
+        command += ["--flip", *(m for m, f in zip(members, flips) if f)]
     command += ["--name", name]
     import keras
 
@@ -312,7 +326,7 @@ def ensemble_and_save(members, name, weights=None, registry=None, overwrite=Fals
         "source": "the weighted mean of its members' probabilities, each member at its own input size "
                   "(fashion_core/ensemble.py)",
         "paper_accuracy": "",
-        ensemble.KEY: {"members": members, "weights": weights},
+        ensemble.KEY: {"members": members, "weights": weights, "flip": [f and not use_tta for f in flips]},
         "hyper_parameters": {k: (lead_meta.get("hyper_parameters") or {}).get(k, default)
                              for k, default in (("validation_fraction", 0.1), ("seed", 0))},
         **{k: lead_meta[k] for k in ("dataset", "dataset_name", "class_names", "image_shape") if k in lead_meta},
@@ -325,9 +339,9 @@ def ensemble_and_save(members, name, weights=None, registry=None, overwrite=Fals
     if photo_member is not None:
         metadata["additions"] = photo_member.metadata["additions"]
     provisional = ModelEntry(name, registry.root / name, metadata)
-    use_tta = any(e.uses_flip_tta for e in entries)
     say("assembling the members")
-    model = ensemble.build([registry.load_classifier(m) for m in members], weights, name=name)
+    model = ensemble.build([registry.load_classifier(m) for m in members], weights, name=name,
+                           flips=metadata[ensemble.KEY]["flip"])
     say("fitting the confidence temperature on the validation split")
     temperature, calibration = fit_calibration(model, training_dataset_for(provisional),
                                                metadata["hyper_parameters"]["validation_fraction"],

@@ -1,9 +1,9 @@
 """Choose an ensemble's weights by measurement, never on the val split or the test set.
 
-    python -m scripts.ensemble_weights photo_lite0 photo_net fashion_net [--step 0.1] [--json PATH]
+    python -m scripts.ensemble_weights photo_lite0 photo_net fashion_net [--flip photo_lite0] [--step 0.1] [--json PATH]
 
-Each member answers (flip-TTA, at its own input size inside the ensemble's graph) two sets that
-no member learnt from:
+Each member answers, as it would inside the ensemble's graph (at its own input size; with
+flip-TTA where ``--flip`` says so), two sets that no member learnt from:
 
 - the real photos the photo members' training held out (``photos.calibration_photos``: the same
   senders / products for every member trained with the same holdout recipe), and
@@ -47,15 +47,16 @@ def unseen_fashion_rows(entries, n_train, labels):
     return np.array(sorted(held - seen), np.int64)
 
 
-def member_probabilities(registry, names, images):
-    """{name: (N, K) flip-TTA probabilities}, each member fed through the ensemble's input adaptation."""
+def member_probabilities(registry, names, images, flips):
+    """{name: (N, K) probabilities}, each member as it answers inside the ensemble (its input
+    adaptation, and flip-TTA where ``flips`` says so)."""
     from fashion_core import ensemble
-    from fashion_core.predict import flip_tta_probabilities
+    from fashion_core.predict import predict_probabilities
 
     members = [registry.load_served(n) for n in names]
     shape = tuple(int(d) for d in members[0].input_shape[1:])
-    return {name: flip_tta_probabilities(ensemble.member_view(member, shape, f"member{i}"), images)
-            for i, (name, member) in enumerate(zip(names, members))}
+    return {name: predict_probabilities(ensemble.member_view(member, shape, f"member{i}", flip=flip), images)
+            for i, (name, member, flip) in enumerate(zip(names, members, flips))}
 
 
 def grid(n, step):
@@ -73,10 +74,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("members", nargs="+")
     parser.add_argument("--step", type=float, default=0.1)
+    parser.add_argument("--flip", nargs="*", metavar="MODEL",
+                        help="the members answering with flip-TTA, as `ensemble --flip` (default: as each is served)")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
     registry = Registry()
     entries = [registry.get(n) for n in args.members]
+    flips = [e.uses_flip_tta for e in entries] if args.flip is None else [n in args.flip for n in args.members]
     for entry in list(entries):
         entries += [registry.get(p) for p in entry.lineage if p in registry.names()]
     lead = entries[0]
@@ -87,8 +91,8 @@ def main():
     fashion = load_fashion_mnist(image_size=shape[0] if shape[0] != 28 else None, color=shape[2] == 3)
     rows = unseen_fashion_rows(entries, len(fashion.y_train), fashion.y_train)
     print(f"{len(photos.labels)} held-out in-class photos, {len(rows)} unseen Fashion-MNIST training images", flush=True)
-    on_photos = member_probabilities(registry, args.members, photos.images)
-    on_fashion = member_probabilities(registry, args.members, fashion.x_train[rows])
+    on_photos = member_probabilities(registry, args.members, photos.images, flips)
+    on_fashion = member_probabilities(registry, args.members, fashion.x_train[rows], flips)
     table = []
     for weights in grid(len(args.members), args.step):
         p = sum(w * on_photos[n] for w, n in zip(weights, args.members))
@@ -102,12 +106,13 @@ def main():
         mark = " <- chosen" if r is chosen else ""
         print(f"{' '.join(f'{w:.1f}' for w in r['weights'])}  photos {r['heldout_photos']:.2%}  "
               f"Fashion-MNIST {r['unseen_fashion_mnist']:.2%}  mean {r['mean']:.2%}{mark}")
+    flip = "" if args.flip is None else " --flip " + " ".join(args.flip)
     command = (f"python -m fashion_core ensemble {' '.join(args.members)} --weights "
-               f"{' '.join(f'{w:g}' for w in chosen['weights'])} --name NAME")
+               f"{' '.join(f'{w:g}' for w in chosen['weights'])}{flip} --name NAME")
     print(command)
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"members": args.members, "step": args.step, "rule": "best mean of the two accuracies",
+            json.dump({"members": args.members, "flip": flips, "step": args.step, "rule": "best mean of the two accuracies",
                        "heldout_photos": int(len(photos.labels)), "unseen_fashion_mnist": int(len(rows)),
                        "table": table, "chosen": chosen, "command": command}, handle, indent=1)
 

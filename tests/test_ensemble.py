@@ -77,6 +77,8 @@ def test_cli_builds_registers_and_serves_an_ensemble(registry, capsys):
     assert entry.is_photo_model and entry.members == ["sure_sneaker", "sure_bag"]
     meta = entry.metadata
     assert meta["ensemble"]["weights"] == [0.75, 0.25]
+    assert meta["ensemble"]["flip"] == [False, False]  # as each member is served on its own
+    assert not entry.uses_flip_tta
     assert meta["command"] == "python -m fashion_core ensemble sure_sneaker sure_bag --weights 0.75 0.25 --name both"
     assert set(meta["member_commands"]) == {"sure_sneaker", "sure_bag"}
     assert "ood" in meta and 0 <= meta["test_accuracy"] <= 1  # calibrated on the fixtures held out
@@ -120,8 +122,47 @@ def test_bad_ensembles_are_refused_in_one_line(registry, capsys):
     for args in (["ensemble", "sure_sneaker", "--name", "solo"],  # one member is not an ensemble
                  ["ensemble", "sure_sneaker", "nobody", "--name", "x"],
                  ["ensemble", "sure_sneaker", "sure_bag", "--weights", "1", "--name", "x"],
-                 ["ensemble", "sure_sneaker", "sure_bag", "--weights", "1", "-1", "--name", "x"]):
+                 ["ensemble", "sure_sneaker", "sure_bag", "--weights", "1", "-1", "--name", "x"],
+                 ["ensemble", "sure_sneaker", "sure_bag", "--flip", "nobody", "--name", "x"]):
         assert main(args) == 2, args
         err = capsys.readouterr().err.strip()
         assert err and "Traceback" not in err and len(err.splitlines()) == 1, err
     assert sorted(registry.names()) == ["sure_bag", "sure_sneaker"]
+
+
+def test_flip_tta_inside_the_graph_per_member():
+    lead = zoo.build("seed004_cnn", (28, 28, 1), 10).classifier
+    other = zoo.build("seed004_cnn", (28, 28, 1), 10).classifier
+    x = np.random.default_rng(3).random((2, 28, 28, 1), dtype=np.float32)
+    model = ensemble.build([lead, other], [0.5, 0.5], flips=[True, False])
+    mirrored = x[:, :, ::-1, :]
+    expected = (0.5 * (np.asarray(lead(x, training=False)) + np.asarray(lead(mirrored, training=False))) / 2
+                + 0.5 * np.asarray(other(x, training=False)))
+    np.testing.assert_allclose(np.asarray(model(x, training=False)), expected, atol=1e-6)
+
+
+def test_dashboard_shows_and_serves_an_ensemble(registry):
+    from fashion_core.runs import ensemble_and_save
+    from tests.helpers import open_app
+
+    _two_photo_models(registry)
+    ensemble_and_save(["sure_sneaker", "sure_bag"], "both", weights=[3, 1], registry=registry)
+    at = open_app("views/models.py")
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("**both**: an ensemble averaging sure_sneaker (75%) + sure_bag (25%)" in c.value for c in at.caption)
+    at.selectbox(key="download_model").set_value("both")
+    at.run()
+    assert at.button(key="download_prepare")  # an ensemble's .keras is assembled on request
+    at.button(key="download_prepare").click()
+    at.run()
+    assert not at.exception and not at.error
+    assert at.get("download_button")  # the assembled file, ready
+
+    at = open_app("views/classify.py")
+    at.selectbox(key="classify_model").set_value("both")
+    at.run()
+    photo = (PHOTO_FIXTURES / "images" / "phone-09.jpg").read_bytes()
+    at.get("file_uploader")[0].set_value([("phone-09.jpg", photo, "image/jpeg")])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(e.label.startswith("phone-09.jpg → Sneaker") for e in at.expander)
