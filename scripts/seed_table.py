@@ -225,22 +225,24 @@ def photo_rows(registry):
         configured = (meta.get("hyper_parameters") or {}).get("epochs", "-")
         parent = f", fine-tuned from `{meta['parent']}`" if meta.get("parent") else ""
         train_time = _train_time(meta)
-        if entry.is_ensemble:  # no training of its own: its members' epochs and time
+        data = (f"Fashion-MNIST ({recipe['replay']:,} images) + {recipe['train_photos']:,} real photos + "
+                f"{recipe['outlier_photos']:,} photos of other things taught as 'none of these'")
+        if entry.is_ensemble:
+            data = "no training of its own"  # its members' epochs and time below
             members = [registry.get(m).metadata for m in entry.members]
             weights = meta["ensemble"]["weights"]
-            parent = (", the mean of " + " + ".join(f"`{m}` ({w:.0%})" for m, w in zip(entry.members, weights))
+            parent = (": the mean of " + " + ".join(f"`{m}` ({w:.0%})" for m, w in zip(entry.members, weights))
                       + " (each at its own input size, resized inside the model)")
             epochs = configured = "-"
             train_time = _minutes(sum(float(m.get("train_seconds") or 0) for m in members)) + " (members)"
         held_out = entry.heldout_photo_accuracy
         if held_out is not None:
-            parent += f"; {100 * held_out:.1f}% on the photos its training held out"
+            whose = "its members' training" if entry.is_ensemble else "its training"
+            parent += f"; {100 * held_out:.1f}% on the photos {whose} held out"
         rows.append([f"Photo model (ours, `{entry.name}`)", "goal: Fashion-MNIST ≥ 94% (real photos: see below)", ours,
                      f"{epochs}/{configured}", train_time,
                      f"`{meta['command']}`" if meta.get("command") else "-",
-                     f"{'the default for uploads and webcam photos' if entry.name == default else 'a photo model (not the default: less accurate on held-out photos)'}: {shape} input, Fashion-MNIST ({recipe['replay']:,} "
-                     f"images) + {recipe['train_photos']:,} real photos + {recipe['outlier_photos']:,} photos of "
-                     f"other things taught as 'none of these'{parent}"])
+                     f"{'the default for uploads and webcam photos' if entry.name == default else 'a photo model (not the default: less accurate on held-out photos)'}: {shape} input, {data}{parent}"])
     return rows
 
 

