@@ -143,3 +143,12 @@ def build(members, weights, name="ensemble", flips=None):
         outputs.append(keras.layers.Rescaling(float(weight), name=f"member{i}_weight")(view(inputs)))
     probabilities = outputs[0] if len(outputs) == 1 else keras.layers.Add(name="probabilities")(outputs)
     return keras.Model(inputs, probabilities, name=name)
+
+
+def lead_model(model):
+    """The first member's own Keras model inside a ``build`` graph (it takes the graph's input
+    unchanged), or None for any other model."""
+    try:
+        return model.get_layer("member0").get_layer("member0_model")
+    except (ValueError, AttributeError):
+        return None

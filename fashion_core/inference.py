@@ -140,6 +140,8 @@ class Classifier:
         self._forward = (litert.compiled_call(litert_model, flip_tta=self.flip_tta) if litert_model is not None
                          else compiled_call(model, self.image_shape, flip_tta=self.flip_tta))
         self._reconstruct = compiled_call(self.autoencoder, self.image_shape) if self.autoencoder is not None else None
+        # a photo model's LiteRT file also gives its embedding (Latent space, without TensorFlow)
+        self._embed = getattr(self._forward, "embed", None)
 
     @property
     def model(self):
@@ -198,6 +200,18 @@ class Classifier:
         """(N, H, W, C) float32 in [0, 1] → (N, K) probabilities."""
         batch = np.asarray(batch, dtype=np.float32)
         return np.asarray(self._forward(batch))
+
+    @property
+    def embeds(self):
+        """Whether ``embed`` is available (a LiteRT-served model whose file has its embedding)."""
+        return self._embed is not None
+
+    def embed(self, batch):
+        """(N, H, W, C) float32 in [0, 1] → (N, D) embeddings (the Latent space's vectors: those of
+        ``latent.encoder_for``), through LiteRT; only when ``embeds``."""
+        if self._embed is None:
+            raise FashionError(f"{self.name or 'this model'} has no served embedding; use latent.encoder_for.")
+        return np.asarray(self._embed(np.asarray(batch, dtype=np.float32)))
 
     def ood_scores(self, batch, probabilities=None):
         """(N, H, W, C) → (N,) OOD scores (above 1: none of the classes), or None without a

@@ -38,6 +38,33 @@ def _describe(kind, dims):
     return f"{kind} ({dims}-d{reduced})"
 
 
+def _embedding_layer(classifier, name):
+    layer_names = [layer.name for layer in classifier.layers]
+    if zoo.EMBEDDING_LAYER in layer_names:
+        return classifier.get_layer(zoo.EMBEDDING_LAYER)
+    if len(classifier.layers) >= 3:  # input layer, ..., penultimate, output
+        return classifier.layers[-2]
+    raise ModelFileError(f"{name}: the model has no hidden layer to use as an embedding.")
+
+
+def classifier_encoder(classifier, name=None):
+    """An encoder built on ``classifier``'s own layers (sharing its weights): the penultimate
+    layer (``zoo.EMBEDDING_LAYER`` if present, else the layer before the output); for an
+    ensemble's graph (``ensemble.build``), its first member's, which takes the same input."""
+    from .ensemble import lead_model
+
+    classifier = lead_model(classifier) or classifier
+    name = name or classifier.name
+    layer = _embedding_layer(classifier, name)
+    return _flattened_model(classifier.inputs[0], layer.output, f"{name}_embedding")
+
+
+def served_description(entry, dims):
+    """How the Latent space page describes the embedding a LiteRT file serves (``Classifier.embed``)."""
+    lead = f", of its first member {entry.members[0]}" if entry.is_ensemble else ""
+    return _describe(f"penultimate layer{lead}, served through LiteRT", int(dims))
+
+
 def encoder_for(name, registry=None):
     """The encoder of registry model ``name`` and a description of its vectors.
 
@@ -67,14 +94,8 @@ def encoder_for(name, registry=None):
         return encoder, _describe("autoencoder latent", int(encoder.output.shape[-1]))
 
     classifier = registry.load_served(name)
-    layer_names = [layer.name for layer in classifier.layers]
-    if zoo.EMBEDDING_LAYER in layer_names:
-        layer = classifier.get_layer(zoo.EMBEDDING_LAYER)
-    elif len(classifier.layers) >= 3:  # input layer, ..., penultimate, output
-        layer = classifier.layers[-2]
-    else:
-        raise ModelFileError(f"{name}: the model has no hidden layer to use as an embedding.")
-    encoder = _flattened_model(classifier.inputs[0], layer.output, f"{name}_embedding")
+    layer = _embedding_layer(classifier, name)
+    encoder = classifier_encoder(classifier, name)
     return encoder, _describe(f"penultimate layer {layer.name!r}", int(encoder.output.shape[-1]))
 
 
@@ -95,14 +116,15 @@ def encoder_options(registry=None):
 
 def embed(encoder, images, batch_size=None):
     """Vectors of ``images`` (N, H, W, C), uint8 or float in [0, 1] → float32 (N, D), in batches
-    (``predict.predict_batches``)."""
+    (``predict.predict_batches``); ``encoder`` a Keras model or a callable (``Classifier.embed``)."""
     batch_size = PREDICT_BATCH if batch_size is None else batch_size
     images = np.asarray(images)
     if images.ndim != 4:
         raise InvalidParameterError(f"images must be (N, H, W, C); got shape {images.shape}.")
     if batch_size < 1:
         raise InvalidParameterError(f"batch size must be at least 1; got {batch_size}.")
-    width = int(np.prod(encoder.output.shape[1:]))
+    output = getattr(encoder, "output", None)  # a Keras encoder; a plain callable (Classifier.embed) has none
+    width = int(np.prod(output.shape[1:])) if output is not None else 0
     out = predict_batches(encoder, images, batch_size, empty_shape=(width,))
     return out.reshape(len(images), -1).astype(np.float32, copy=False)
 

@@ -55,10 +55,20 @@ def write_savedmodel(model, folder):
     archive.write_out(str(folder), verbose=False)
 
 
-def flatbuffer(model):
+def flatbuffer(model, encoder=None):
     """A LiteRT (TFLite) flatbuffer of ``model`` in inference mode, float32, batch size free (the
-    SavedModel of ``write_savedmodel``, converted). Used by ``export --format tflite`` too."""
+    SavedModel of ``write_savedmodel``, converted). Used by ``export --format tflite`` too.
+
+    With ``encoder`` (a Keras model built on ``model``'s own layers, same input: ``latent.
+    classifier_encoder``) the flatbuffer has a second output, the embedding, and holds the shared
+    weights once: the Latent space page then embeds a photo without TensorFlow."""
     import tensorflow as tf
+
+    if encoder is not None:
+        import keras
+
+        inputs = keras.Input(tuple(model.input_shape[1:]), name="image")
+        model = keras.Model(inputs, [model(inputs), encoder(inputs)], name=f"{model.name}_served")
 
     with tempfile.TemporaryDirectory() as tmp:
         write_savedmodel(model, Path(tmp) / "saved")
@@ -74,10 +84,11 @@ def wanted(entry):
     return bool(entry.is_photo_model)
 
 
-def write(entry, model, entry_stamp):
-    """Write ``model``'s flatbuffer for ``entry`` atomically and remove stale ones. Returns the path."""
+def write(entry, model, entry_stamp, encoder=None):
+    """Write ``model``'s flatbuffer (with ``encoder``'s embedding as a second output) for ``entry``
+    atomically and remove stale ones. Returns the path."""
     target = path_for(entry, entry_stamp)
-    content = flatbuffer(model)
+    content = flatbuffer(model, encoder)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         tmp.write_bytes(content)
@@ -117,7 +128,9 @@ class InterpreterPool:
         self._idle = queue.LifoQueue()
         self._size = max(1, int(size))
         self._lock = threading.Lock()
-        self._idle.put(self._prepared(self._make()))  # fail now (a damaged file), not on the first photo
+        first = self._prepared(self._make())  # fail now (a damaged file), not on the first photo
+        self.outputs = len(first.get_output_details())  # 2: probabilities, then the embedding
+        self._idle.put(first)
         self.made = 1
 
     @staticmethod
@@ -144,7 +157,8 @@ class InterpreterPool:
             raise
 
     def run(self, batch):
-        """(N, H, W, C) float32 → the model's output (N, ...) as a NumPy array."""
+        """(N, H, W, C) float32 → the model's outputs [(N, ...), ...] as NumPy arrays, in the
+        model's order (a converted SavedModel names them ``...:0``, ``...:1``)."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         interpreter = self._borrow()
         try:
@@ -155,9 +169,16 @@ class InterpreterPool:
                 interpreter.batch = len(batch)
             interpreter.set_tensor(inp["index"], batch)
             interpreter.invoke()
-            return np.array(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
+            return [np.array(interpreter.get_tensor(d["index"])) for d in _in_order(interpreter.get_output_details())]
         finally:
             self._idle.put(interpreter)
+
+
+def _in_order(details):
+    def position(detail):
+        tail = str(detail.get("name", "")).rsplit(":", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+    return sorted(details, key=position)
 
 
 def compiled_call(content, flip_tta=False):
@@ -169,9 +190,15 @@ def compiled_call(content, flip_tta=False):
     def call(batch):
         batch = np.asarray(batch, dtype=np.float32)
         if not flip_tta:
-            return pool.run(batch)
-        both = pool.run(np.concatenate([batch, batch[:, :, ::-1, :]], axis=0))
+            return pool.run(batch)[0]
+        both = pool.run(np.concatenate([batch, batch[:, :, ::-1, :]], axis=0))[0]
         return (both[: len(batch)] + both[len(batch):]) / 2
 
+    def embed(batch):
+        """(N, H, W, C) → (N, D) embeddings (the image as it is: no mirror), from the same
+        interpreters; None when the flatbuffer has no embedding output."""
+        return pool.run(np.asarray(batch, dtype=np.float32))[1]
+
     call.pool = pool
+    call.embed = embed if pool.outputs > 1 else None
     return call

@@ -248,8 +248,9 @@ def precompute_and_store(name, registry=None, model=None, dataset=None):
     dataset = dataset_for_model(entry) if dataset is None else dataset
     encoder, _ = latent.encoder_for(name, registry=registry)
     path, sizes = precompute.build(entry, model, encoder, dataset)
-    if litert.wanted(entry):  # the single-photo serving form (litert.py)
-        sizes["litert_bytes"] = litert.write(entry, model, precompute.stamp(entry)).stat().st_size
+    if litert.wanted(entry):  # the single-photo serving form (litert.py), with its embedding for Latent space
+        served_encoder = None if entry.has_autoencoder else latent.classifier_encoder(model, name)
+        sizes["litert_bytes"] = litert.write(entry, model, precompute.stamp(entry), encoder=served_encoder).stat().st_size
     return path, sizes
 
 

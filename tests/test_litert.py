@@ -64,4 +64,19 @@ def test_pool_holds_at_most_its_size_and_callers_wait_their_turn():
         answers = list(workers.map(pool.run, batches))
     assert pool.made <= 2
     for batch, answer in zip(batches, answers):
-        np.testing.assert_allclose(answer, np.asarray(model(batch, training=False)), atol=1e-5)
+        np.testing.assert_allclose(answer[0], np.asarray(model(batch, training=False)), atol=1e-5)
+
+
+def test_the_embedding_rides_along_without_a_second_copy_of_the_weights():
+    from fashion_core.latent import classifier_encoder
+
+    model = _model()
+    encoder = classifier_encoder(model)
+    plain, both = litert.flatbuffer(model), litert.flatbuffer(model, encoder)
+    assert len(both) < 1.05 * len(plain)  # the shared layers once
+    call = litert.compiled_call(both, flip_tta=True)
+    x = np.random.default_rng(1).random((3, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_allclose(call.embed(x), np.asarray(encoder(x, training=False)), atol=1e-5)
+    expected = (np.asarray(model(x, training=False)) + np.asarray(model(x[:, :, ::-1], training=False))) / 2
+    np.testing.assert_allclose(call(x), expected, atol=1e-5)
+    assert litert.compiled_call(plain).embed is None

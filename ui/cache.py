@@ -114,8 +114,14 @@ def _load_inference_classifier(registry, name):
 
 
 def _load_encoder(registry, name):
+    """A photo model's embedding comes from the LiteRT file that answers its photos (the cached
+    inference classifier: no TensorFlow, no second copy of the weights); others' from Keras."""
     from fashion_core import latent
 
+    served = inference_classifier(name)
+    if served.embeds:
+        dims = served.embed(np.zeros((1, *served.image_shape), np.float32)).shape[-1]
+        return served.embed, latent.served_description(registry.get(name), dims)
     return latent.encoder_for(name, registry=registry)
 
 
