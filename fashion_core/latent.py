@@ -61,8 +61,8 @@ def classifier_encoder(classifier, name=None):
 
 def served_description(entry, dims):
     """How the Latent space page describes the embedding a LiteRT file serves (``Classifier.embed``)."""
-    lead = f", of its first member {entry.members[0]}" if entry.is_ensemble else ""
-    return _describe(f"penultimate layer{lead}, served through LiteRT", int(dims))
+    whose = f" of its first member {entry.members[0]}" if entry.is_ensemble else ""
+    return _describe(f"embedding layer{whose}", int(dims)) + "; answered through LiteRT"
 
 
 def encoder_for(name, registry=None):

@@ -47,10 +47,14 @@ def test_shipped_photo_model_is_served_through_litert_with_the_same_answer():
     if not names:
         pytest.skip("no shipped photo model with a LiteRT file")
     fast = Classifier.from_registry(names[0], registry=registry)
+    assert fast._model is None and fast.embeds  # no Keras copy to answer photos; the embedding rides along
     slow = Classifier.from_registry(names[0], registry=registry, use_litert=False)
     assert fast.runtime == "litert" and slow.runtime == "tensorflow"
     x = np.random.default_rng(1).random((2, *fast.image_shape), dtype=np.float32)
     np.testing.assert_allclose(fast.forward(x), slow.forward(x), atol=1e-4)
+    from fashion_core.latent import classifier_encoder
+
+    np.testing.assert_allclose(fast.embed(x), np.asarray(classifier_encoder(slow.model)(x)), atol=1e-4)
 
 
 
