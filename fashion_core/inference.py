@@ -273,8 +273,12 @@ class Classifier:
         batch = np.asarray(model_input, dtype=np.float32)[None]
         if class_index is None:
             class_index = int(self.forward(batch)[0].argmax())
-        return saliency_maps(self.model, batch, [int(class_index)], method=method or DEFAULT_METHOD,
-                             flip_tta=self.flip_tta)[0]
+        method = method or DEFAULT_METHOD
+        # occlusion only needs answers: a LiteRT-served model probes through its interpreters
+        # (several times faster, and no TensorFlow); Grad-CAM needs the Keras model's gradients
+        plain = getattr(self._forward, "plain", None)
+        model = plain if method == "occlusion" and plain is not None else self.model
+        return saliency_maps(model, batch, [int(class_index)], method=method, flip_tta=self.flip_tta)[0]
 
     # --- convenience -----------------------------------------------------------------------------
 

@@ -84,3 +84,19 @@ def test_the_embedding_rides_along_without_a_second_copy_of_the_weights():
     expected = (np.asarray(model(x, training=False)) + np.asarray(model(x[:, :, ::-1], training=False))) / 2
     np.testing.assert_allclose(call(x), expected, atol=1e-5)
     assert litert.compiled_call(plain).embed is None
+
+
+def test_occlusion_saliency_of_a_litert_model_needs_no_keras_copy():
+    from fashion_core.inference import Classifier
+    from fashion_core.saliency import saliency_maps
+
+    model = _model()
+
+    def refuse():
+        raise AssertionError("the Keras model was loaded")
+
+    served = Classifier(None, [str(i) for i in range(10)], (28, 28, 1), litert_model=litert.flatbuffer(model),
+                        model_loader=refuse, flip_tta=True)
+    x = np.random.default_rng(2).random((28, 28, 1), dtype=np.float32)
+    expected = saliency_maps(model, x[None], [3], method="occlusion", flip_tta=True)[0]
+    np.testing.assert_allclose(served.saliency(x, class_index=3, method="occlusion"), expected, atol=1e-4)
