@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .calibration import calibration_report
-from .predict import flip_tta_probabilities, predict_probabilities
+from .predict import test_set_predictions
 
 MAX_MISTAKES_STORED = 500
 
@@ -84,19 +84,20 @@ def evaluate_probabilities(probabilities, y_true, class_names, top_k=(2, 3, 5)):
     }
 
 
-def evaluate_model(model, dataset, tta=False, temperature=1.0):
+def evaluate_model(model, dataset, tta=False, temperature=1.0, predictions=None):
     """Evaluate a classifier on ``dataset``'s test set; with ``tta`` also on flip-TTA predictions.
 
     ``calibration`` (``calibration.calibration_report``) covers the probabilities as served
-    (flip-TTA when ``tta``) with ``temperature`` (1.0: uncalibrated).
+    (flip-TTA when ``tta``) with ``temperature`` (1.0: uncalibrated). ``predictions``:
+    ``predict.test_set_predictions`` of this model and test set, when the caller has them.
     """
-    probs = predict_probabilities(model, dataset.x_test)
+    probs, served = predictions or test_set_predictions(model, dataset.x_test, tta)
     result = evaluate_probabilities(probs, dataset.y_test, dataset.class_names)
     result["dataset"] = dataset.name
-    served = probs
     if tta:
-        served = flip_tta_probabilities(model, dataset.x_test)
         result["flip_tta_accuracy"] = float(np.mean(served.argmax(axis=1) == dataset.y_test))
+    else:
+        served = probs
     result["calibration"] = calibration_report(served, dataset.y_test, temperature)
     return result
 

@@ -27,7 +27,7 @@ from .catalogue import decode_files, read_csv_rows
 from .data import sample_indices, train_validation_split
 from .errors import DataError, InvalidParameterError
 from .evaluation import evaluate_model
-from .predict import accuracy
+from .predict import accuracy, test_set_predictions
 from .registry import CALIBRATION_FILE, Registry
 
 MIN_CORRECTIONS = 2  # at least one to learn from and one to hold out
@@ -278,7 +278,8 @@ def finetune_and_save(base_name, csv_path, name, *, registry=None, progress=None
 
     say("measuring the fine-tuned model")
     temperature, calibration = fit_calibration(model, own, validation_fraction, base_seed, tta)
-    evaluation = evaluate_model(model, test, tta=tta, temperature=temperature)
+    predictions = test_set_predictions(model, test.x_test, tta)
+    evaluation = evaluate_model(model, test, tta=tta, temperature=temperature, predictions=predictions)
     calibration = {**calibration, **calibration_on_test(evaluation)} if calibration else None
     after = {"heldout_accuracy": _accuracy(model, held_x, held_y, tta),
              "test_accuracy": evaluation["flip_tta_accuracy"] if tta else evaluation["accuracy"]}
@@ -303,7 +304,7 @@ def finetune_and_save(base_name, csv_path, name, *, registry=None, progress=None
     saved = registry.save(name, model, metadata, history=history, evaluation=evaluation,
                           extra_json={CALIBRATION_FILE: calibration} if calibration else None)
     if precompute:
-        precompute_and_store(name, registry=registry, model=model, dataset=test)
+        precompute_and_store(name, registry=registry, model=model, dataset=test, predictions=predictions)
     return {**result, "path": str(saved.path)}
 
 

@@ -206,6 +206,11 @@ class Classifier:
         """Whether ``embed`` is available (a LiteRT-served model whose file has its embedding)."""
         return self._embed is not None
 
+    @property
+    def embedding_dims(self):
+        """Length of ``embed``'s vectors (None without a served embedding)."""
+        return self._forward.pool.output_widths[1] if self.embeds else None
+
     def embed(self, batch):
         """(N, H, W, C) float32 in [0, 1] → (N, D) embeddings (the Latent space's vectors: those of
         ``latent.encoder_for``), through LiteRT; only when ``embeds``."""

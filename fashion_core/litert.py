@@ -129,7 +129,8 @@ class InterpreterPool:
         self._size = max(1, int(size))
         self._lock = threading.Lock()
         first = self._prepared(self._make())  # fail now (a damaged file), not on the first photo
-        self.outputs = len(first.get_output_details())  # 2: probabilities, then the embedding
+        # the last dimension of each output in order: [classes] or [classes, embedding dims]
+        self.output_widths = [int(d["shape"][-1]) for d in _in_order(first.get_output_details())]
         self._idle.put(first)
         self.made = 1
 
@@ -200,6 +201,6 @@ def compiled_call(content, flip_tta=False):
         return pool.run(np.asarray(batch, dtype=np.float32))[1]
 
     call.pool = pool
-    call.embed = embed if pool.outputs > 1 else None
+    call.embed = embed if len(pool.output_widths) > 1 else None
     call.plain = lambda batch: pool.run(np.asarray(batch, dtype=np.float32))[0]  # no mirror: saliency's probes
     return call

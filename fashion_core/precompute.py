@@ -64,7 +64,7 @@ def embeddings_cache_key(name, entry_stamp, size=MAP_GALLERY, seed=GALLERY_SEED)
     return f"gallery-{name}-{entry_stamp}-{size}-{seed}"
 
 
-def compute(entry, classifier, encoder, dataset):
+def compute(entry, classifier, encoder, dataset, predictions=None):
     """The artefacts of ``entry`` as a dict of arrays (nothing written).
 
     Returns
@@ -72,14 +72,15 @@ def compute(entry, classifier, encoder, dataset):
     dict with ``probabilities`` (n_test, K) float16, ``tta_probabilities`` (n_test, K) float16
     or shape (0, K) without flip-TTA, ``embeddings`` (n_rows, D) float16 and ``rows``
     (n_rows,) of the default gallery sample, ``map_coords`` (n_map, 2) float16 and
-    ``map_points`` (n_map,) positions in ``rows``, ``stamp`` (0-d str).
+    ``map_points`` (n_map,) positions in ``rows``, ``stamp`` (0-d str). ``predictions``:
+    ``predict.test_set_predictions`` of this model on the test set, when the caller has them.
     """
     from . import latent
-    from .predict import flip_tta_probabilities, predict_probabilities
+    from .predict import test_set_predictions
 
-    probabilities = predict_probabilities(classifier, dataset.x_test)
-    tta = (flip_tta_probabilities(classifier, dataset.x_test) if entry.uses_flip_tta
-           else np.zeros((0, probabilities.shape[1]), np.float32))
+    probabilities, tta = predictions or test_set_predictions(classifier, dataset.x_test, entry.uses_flip_tta)
+    if tta is None:
+        tta = np.zeros((0, probabilities.shape[1]), np.float32)
     images, _labels, _sources = latent.gallery(dataset)
     rows = gallery_rows(len(images))
     embeddings = latent.embed(encoder, images[rows])
@@ -110,12 +111,12 @@ def write(entry, artefacts):
     return path
 
 
-def build(entry, classifier, encoder, dataset):
+def build(entry, classifier, encoder, dataset, predictions=None):
     """Compute and write the artefacts of ``entry`` (``runs.precompute_and_store`` loads what
     it needs). Returns ``(path, sizes)`` with the stored bytes of each part."""
     from . import diskcache
 
-    artefacts = compute(entry, classifier, encoder, dataset)
+    artefacts = compute(entry, classifier, encoder, dataset, predictions)
     path = write(entry, artefacts)
     cached = diskcache.cache_path(embeddings_cache_key(entry.name, str(artefacts["stamp"])), ".npy")
     return path, {"precomputed_bytes": path.stat().st_size,

@@ -68,10 +68,19 @@ def predict_probabilities(model, images, batch_size=PREDICT_BATCH):
     return predict_batches(model, images, batch_size)
 
 
-def flip_tta_probabilities(model, images):
-    """Average of predictions on the images and their horizontal mirror (test-time augmentation)."""
+def flip_tta_probabilities(model, images, probabilities=None):
+    """Average of predictions on the images and their horizontal mirror (test-time augmentation).
+    ``probabilities``: the images' own predictions when the caller already has them (one pass saved)."""
     images = np.asarray(images)
-    return (predict_probabilities(model, images) + predict_probabilities(model, images[:, :, ::-1, :])) / 2
+    plain = predict_probabilities(model, images) if probabilities is None else probabilities
+    return (plain + predict_probabilities(model, images[:, :, ::-1, :])) / 2
+
+
+def test_set_predictions(model, images, flip_tta=False):
+    """``(probabilities, tta_probabilities or None)`` of ``images``: what an evaluation and the
+    stored artefacts both need, each pass made once."""
+    probabilities = predict_probabilities(model, images)
+    return probabilities, (flip_tta_probabilities(model, images, probabilities) if flip_tta else None)
 
 
 def served_probabilities(model, images, flip_tta=False):

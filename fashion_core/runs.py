@@ -18,7 +18,7 @@ from .loaders import load_dataset
 from .errors import DataError
 from .evaluation import evaluate_model
 from .calibration import calibration_report, fit_temperature
-from .predict import flip_tta_probabilities, predict_probabilities, served_probabilities
+from .predict import served_probabilities, test_set_predictions
 from .registry import CALIBRATION_FILE, EVALUATION_FILE, Registry, dataset_metadata, dataset_metadata_fields
 from .training import TrainingCancelled, train, validation_data
 
@@ -86,7 +86,8 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
     use_tta = zoo.get_spec(config.arch).flip_tta if tta is None else tta
     trained_on = dataset.subset(config.limit, seed=config.seed) if config.limit else dataset
     temperature, calibration = fit_calibration(result.model, trained_on, config.validation_fraction, config.seed, use_tta)
-    evaluation = evaluate_model(result.model, dataset, tta=use_tta, temperature=temperature)
+    predictions = test_set_predictions(result.model, dataset.x_test, use_tta)
+    evaluation = evaluate_model(result.model, dataset, tta=use_tta, temperature=temperature, predictions=predictions)
     calibration = {**calibration, **calibration_on_test(evaluation)} if calibration else None
     spec = zoo.get_spec(config.arch)
     import keras
@@ -125,7 +126,7 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
     entry = registry.save(name, result.model, metadata, history=stages, evaluation=evaluation,
                           autoencoder=result.bundle.autoencoder, overwrite=overwrite,
                           extra_json={CALIBRATION_FILE: calibration} if calibration else None)
-    precompute_and_store(name, registry=registry, model=result.model, dataset=dataset)
+    precompute_and_store(name, registry=registry, model=result.model, dataset=dataset, predictions=predictions)
     return entry, result, evaluation
 
 
@@ -203,7 +204,7 @@ def _ood_calibration(result, dataset, tta):
     if not recipe:
         return calibrate(result.bundle, dataset)
     photos = calibration_photos(dataset.image_shape, recipe)
-    probabilities = (flip_tta_probabilities if tta else predict_probabilities)(result.model, photos.images)
+    probabilities = served_probabilities(result.model, photos.images, tta)
     return {"ood": calibrate_confidence(probabilities, photos.labels)}
 
 
@@ -228,18 +229,21 @@ def evaluate_and_store(name, registry=None, model=None, dataset=None):
     entry = registry.get(name)
     model = registry.load_classifier(name) if model is None else model
     dataset = dataset_for_model(entry) if dataset is None else dataset
-    evaluation = evaluate_model(model, dataset, tta=entry.uses_flip_tta, temperature=entry.temperature)
+    predictions = test_set_predictions(model, dataset.x_test, entry.uses_flip_tta)
+    evaluation = evaluate_model(model, dataset, tta=entry.uses_flip_tta, temperature=entry.temperature,
+                                predictions=predictions)
     registry.update_json(name, EVALUATION_FILE, evaluation)
     registry.update_metadata(name, test_accuracy=evaluation["accuracy"], test_loss=evaluation["loss"])
-    precompute_and_store(name, registry=registry, model=model, dataset=dataset)
+    precompute_and_store(name, registry=registry, model=model, dataset=dataset, predictions=predictions)
     return evaluation
 
 
-def precompute_and_store(name, registry=None, model=None, dataset=None):
+def precompute_and_store(name, registry=None, model=None, dataset=None, predictions=None):
     """Compute and store what the dashboard's pages need from registry model ``name``
     (``precompute``: test probabilities, gallery embeddings, the 2-D map; for photo models the
     LiteRT file that answers single photos) — on save, after an
-    evaluation and by ``python -m fashion_core precompute``. Returns ``(path, sizes)``."""
+    evaluation and by ``python -m fashion_core precompute``. ``predictions``: the evaluation's
+    ``predict.test_set_predictions``, not computed again. Returns ``(path, sizes)``."""
     from . import latent, precompute
 
     registry = registry or Registry()
@@ -247,7 +251,7 @@ def precompute_and_store(name, registry=None, model=None, dataset=None):
     model = registry.load_classifier(name) if model is None else model
     dataset = dataset_for_model(entry) if dataset is None else dataset
     encoder, _ = latent.encoder_for(name, registry=registry)
-    path, sizes = precompute.build(entry, model, encoder, dataset)
+    path, sizes = precompute.build(entry, model, encoder, dataset, predictions)
     if litert.wanted(entry):  # the single-photo serving form (litert.py), with its embedding for Latent space
         served_encoder = None if entry.has_autoencoder else latent.classifier_encoder(model, name)
         sizes["litert_bytes"] = litert.write(entry, model, precompute.stamp(entry), encoder=served_encoder).stat().st_size
@@ -349,7 +353,8 @@ def ensemble_and_save(members, name, weights=None, registry=None, overwrite=Fals
                                                metadata["hyper_parameters"]["seed"], use_tta)
     say("evaluating on the test set")
     dataset = dataset_for_model(provisional)
-    evaluation = evaluate_model(model, dataset, tta=use_tta, temperature=temperature)
+    predictions = test_set_predictions(model, dataset.x_test, use_tta)
+    evaluation = evaluate_model(model, dataset, tta=use_tta, temperature=temperature, predictions=predictions)
     calibration = {**calibration, **calibration_on_test(evaluation)} if calibration else None
     metadata.update({"test_size": int(len(dataset.y_test)), "test_accuracy": evaluation["accuracy"],
                      "test_loss": evaluation["loss"], "flip_tta_accuracy": evaluation.get("flip_tta_accuracy")})
@@ -364,5 +369,5 @@ def ensemble_and_save(members, name, weights=None, registry=None, overwrite=Fals
     entry = registry.save(name, None, metadata, evaluation=evaluation, overwrite=overwrite,
                           extra_json={CALIBRATION_FILE: calibration} if calibration else None)
     say("storing what the pages need")
-    precompute_and_store(name, registry=registry, model=model, dataset=dataset)
+    precompute_and_store(name, registry=registry, model=model, dataset=dataset, predictions=predictions)
     return entry, evaluation

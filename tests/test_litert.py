@@ -48,6 +48,7 @@ def test_shipped_photo_model_is_served_through_litert_with_the_same_answer():
         pytest.skip("no shipped photo model with a LiteRT file")
     fast = Classifier.from_registry(names[0], registry=registry)
     assert fast._model is None and fast.embeds  # no Keras copy to answer photos; the embedding rides along
+    assert fast.embedding_dims == fast.embed(np.zeros((1, *fast.image_shape), np.float32)).shape[-1]
     slow = Classifier.from_registry(names[0], registry=registry, use_litert=False)
     assert fast.runtime == "litert" and slow.runtime == "tensorflow"
     x = np.random.default_rng(1).random((2, *fast.image_shape), dtype=np.float32)

@@ -120,8 +120,7 @@ def _load_encoder(registry, name):
 
     served = inference_classifier(name)
     if served.embeds:
-        dims = served.embed(np.zeros((1, *served.image_shape), np.float32)).shape[-1]
-        return served.embed, latent.served_description(registry.get(name), dims)
+        return served.embed, latent.served_description(registry.get(name), served.embedding_dims)
     return latent.encoder_for(name, registry=registry)
 
 
