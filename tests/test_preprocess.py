@@ -60,6 +60,19 @@ def test_remove_background_makes_tinted_backdrop_black_and_keeps_black_unchanged
     np.testing.assert_array_equal(pp.remove_background(black), black)
 
 
+@pytest.mark.parametrize("shape", [(3, 3), (3, 17), (40, 31), (112, 112)])
+def test_median3_matches_pillows_median_filter(shape):
+    """The min/max network gives exactly Pillow's 3x3 median, edges included."""
+    from PIL import ImageFilter
+
+    rng = np.random.default_rng(sum(shape))
+    for gray in (rng.integers(0, 256, shape, dtype=np.uint8),
+                 (rng.random(shape) > 0.7).astype(np.uint8) * 255,  # speckle on black
+                 np.full(shape, 77, np.uint8)):
+        expected = np.asarray(Image.fromarray(gray).filter(ImageFilter.MedianFilter(3)))
+        np.testing.assert_array_equal(pp.median3(gray), expected)
+
+
 def test_garment_bbox_ignores_noise_and_finds_blank():
     rng = np.random.default_rng(0)
     gray = np.clip(rng.normal(0, 6, (300, 400)), 0, 255)
