@@ -40,6 +40,13 @@ JSON keys (``bench --json``, one object; stable names):
   ``temperature`` (null when never calibrated: ``python -m fashion_core calibrate NAME``),
   ``ece_before``, ``ece`` (after the temperature), on the test images as served (flip-TTA
   where used)
+- ``ann`` (suite ``ann``): approximate nearest-neighbour search at catalogue scale on synthetic
+  clustered vectors, with the index the studio uses for big galleries (``neighbours``):
+  ``date``, ``n``, ``dims``, ``k``, ``index``, ``build_seconds``, ``memory_mb`` (resident memory
+  the index added), ``query_ms_p50`` and ``exact_query_ms_p50`` (single top-``k`` queries, HNSW vs
+  exhaustive), ``recall_at_10`` (against the exhaustive answers), ``queries``, ``targets``
+- ``suites``: the suites this result holds (``--suite NAME`` runs some of them; ``--save`` then
+  updates only their keys in an existing file)
 - ``saliency``: ``model`` (the best Fashion-MNIST model), ``n`` (test images), ``hide_fraction``,
   ``default_method``, ``share_salient_lowers_more`` (of the default method: share of images where
   hiding the most salient pixels lowers the predicted class's probability more than hiding a
@@ -60,7 +67,7 @@ import numpy as np
 
 from . import zoo
 from .data import FASHION_MNIST_SPEC, load_fashion_mnist, sample_indices, to_model_input
-from .errors import DataError, FashionError, ModelNotFoundError
+from .errors import DataError, FashionError, InvalidParameterError, ModelNotFoundError
 
 TARGET_SINGLE_P50_MS = 15.0
 TARGET_QUERY_P50_MS = 2.0
@@ -74,9 +81,16 @@ TARGET_SALIENCY_SHARE = 0.80
 PHOTO_TARGETS = {"catalogue": 0.92, "phone": 0.75, "other_flagged": 0.80, "correct_flagged": 0.10}
 
 FULL = {"test_images": None, "repeats": 3, "latency_calls": 300, "gallery_images": None,
-        "training_images": 6000, "photo_images": 2000, "real_photos": None, "saliency_images": 500}
+        "training_images": 6000, "photo_images": 2000, "real_photos": None, "saliency_images": 500,
+        "ann_vectors": 1_000_000}
 QUICK = {"test_images": 1000, "repeats": 2, "latency_calls": 50, "gallery_images": 6000,
-         "training_images": 512, "photo_images": 200, "real_photos": 300, "saliency_images": 40}
+         "training_images": 512, "photo_images": 200, "real_photos": 300, "saliency_images": 40,
+         "ann_vectors": 20_000}
+# The parts of the benchmark, in the order they run (``bench --suite NAME`` runs some of them).
+SUITES = ("models", "single_image", "photo_proxy", "calibration", "saliency", "neighbours", "real_photos",
+          "catalogue_retrieval", "training", "ann")
+ANN_DIMS = 64
+ANN_TARGETS = {"recall_at_10": 0.95, "query_ms_p50": 5.0}
 
 
 def machine_info():
@@ -375,8 +389,68 @@ def bench_training(dataset, images, batch_size=128, seed=0):
     return {"arch": "fashion_net", "images": int(len(x)), "batch_size": batch_size, "images_per_second": float(rate)}
 
 
-def run_benchmark(quick=False, registry=None, progress=None):
-    """Run every measurement; returns the JSON-able dict described in the module docstring.
+def clustered_vectors(n, dims, seed=0, clusters=1000, spread=0.35):
+    """``n`` synthetic embeddings (float32): Gaussian blobs around ``clusters`` random centres,
+    like a catalogue's many near-duplicate products. Made in blocks (bounded temporaries)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0.0, 1.0, (clusters, dims)).astype(np.float32)
+    out = np.empty((n, dims), np.float32)
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        out[start: start + m] = centres[rng.integers(0, clusters, m)]
+        out[start: start + m] += rng.normal(0.0, spread, (m, dims)).astype(np.float32)
+    return out
+
+
+def bench_ann(n, calls, dims=ANN_DIMS, k=NEIGHBOURS_K, seed=0):
+    """Approximate search at catalogue scale: the HNSW index of ``neighbours.NeighbourIndex`` over
+    ``n`` clustered ``dims``-d vectors; single-query latency against exhaustive search and
+    recall@k against the exhaustive answers, on ``calls`` held-out queries."""
+    import psutil
+
+    from .neighbours import HNSW_EF_SEARCH, HNSW_M, NeighbourIndex
+
+    vectors = clustered_vectors(n + calls, dims, seed)
+    gallery, queries = vectors[:n], vectors[n:]
+    process = psutil.Process()
+    rss_before = process.memory_info().rss
+    started = time.perf_counter()
+    index = NeighbourIndex(gallery, np.zeros(n, np.int8), approximate=True)
+    build_seconds = time.perf_counter() - started
+    memory_mb = (process.memory_info().rss - rss_before) / 2**20
+    del vectors, gallery
+
+    def timed(exact, count):
+        index.query(queries[0], k=k, exact=exact)  # warm-up
+        timings, found = [], []
+        for q in queries[:count]:
+            t0 = time.perf_counter()
+            found.append(index.query(q, k=k, exact=exact)[1][0])
+            timings.append(time.perf_counter() - t0)
+        return _percentiles_ms(timings)[0], np.array(found)
+
+    p50, approximate = timed(False, calls)
+    exact_p50, _ = timed(True, min(calls, 100))
+    _, exact = index.query(queries, k=k, exact=True)  # a batch: exhaustive, with BLAS
+    recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(approximate, exact)]))
+    return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "n": int(n), "dims": int(dims),
+            "k": int(k), "index": f"faiss IndexHNSWFlat (M={HNSW_M}, efSearch={HNSW_EF_SEARCH})",
+            "build_seconds": build_seconds, "memory_mb": memory_mb, "query_ms_p50": p50,
+            "exact_query_ms_p50": exact_p50, "recall_at_10": recall, "queries": int(len(approximate)),
+            "targets": dict(ANN_TARGETS)}
+
+
+def _check_suites(suites):
+    chosen = list(dict.fromkeys(suites or SUITES))
+    unknown = [name for name in chosen if name not in SUITES]
+    if unknown:
+        raise InvalidParameterError(f"unknown bench suite {unknown[0]!r}; choose from: {', '.join(SUITES)}.")
+    return [name for name in SUITES if name in chosen]
+
+
+def run_benchmark(quick=False, registry=None, progress=None, suites=None):
+    """Run the measurements of ``suites`` (default: all of ``SUITES``); returns the JSON-able dict
+    described in the module docstring, with the keys of the suites that ran.
 
     ``progress``: optional callable receiving one line per step (for the CLI's stderr).
     """
@@ -384,55 +458,85 @@ def run_benchmark(quick=False, registry=None, progress=None):
     from .photo_proxy import catalogue_photo_accuracy
     from .registry import Registry, best_model_name, default_photo_model_name
 
+    suites = _check_suites(suites)
     say = progress or (lambda line: None)
     started = time.perf_counter()
     registry = registry or Registry()
     settings = dict(QUICK if quick else FULL)
-    entries = shipped_models(registry)
-    if not entries:
-        raise ModelNotFoundError(
-            f"no Fashion-MNIST models in {registry.root}: train one first "
-            "(`python -m fashion_core train --arch fashion_net`)."
-        )
-    dataset = load_fashion_mnist()
-    test_idx = sample_indices(len(dataset.y_test), settings["test_images"])
-    settings["test_images"] = int(len(test_idx))
     result = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "quick": bool(quick),
-              "machine": machine_info(), "settings": settings}
+              "machine": machine_info(), "settings": settings, "suites": suites}
+    dataset, test_idx = None, None
+    if set(suites) - {"ann", "real_photos", "catalogue_retrieval"}:
+        entries = shipped_models(registry)
+        if not entries:
+            raise ModelNotFoundError(
+                f"no Fashion-MNIST models in {registry.root}: train one first "
+                "(`python -m fashion_core train --arch fashion_net`)."
+            )
+        dataset = load_fashion_mnist()
+        test_idx = sample_indices(len(dataset.y_test), settings["test_images"])
+        settings["test_images"] = int(len(test_idx))
 
-    say(f"models: accuracy and batch throughput on {len(test_idx)} test images")
-    result["models"], result["seed003"] = bench_models(registry, entries, dataset, test_idx, settings["repeats"])
+    if "models" in suites:
+        say(f"models: accuracy and batch throughput on {len(test_idx)} test images")
+        result["models"], result["seed003"] = bench_models(registry, entries, dataset, test_idx, settings["repeats"])
 
-    default = default_photo_model_name(registry)
-    say(f"single-image latency of {default} ({settings['latency_calls']} calls)")
-    result["single_image"] = bench_single_image(registry, default, dataset, settings["latency_calls"])
+    if "single_image" in suites:
+        default = default_photo_model_name(registry)
+        say(f"single-image latency of {default} ({settings['latency_calls']} calls)")
+        result["single_image"] = bench_single_image(registry, default, dataset, settings["latency_calls"])
 
-    best = best_model_name(registry, photo_models=False)
-    say("photo proxy: synthetic catalogue photos vs clean test images")
-    photo = catalogue_photo_accuracy(Classifier.from_registry(best, registry=registry), dataset,
-                                     n=settings["photo_images"], seed=0)
-    result["photo_proxy"] = {"model": best, **photo, "target_ratio": TARGET_PHOTO_RATIO}
+    best = best_model_name(registry, photo_models=False) if {"photo_proxy", "saliency"} & set(suites) else None
+    if "photo_proxy" in suites:
+        say("photo proxy: synthetic catalogue photos vs clean test images")
+        photo = catalogue_photo_accuracy(Classifier.from_registry(best, registry=registry), dataset,
+                                         n=settings["photo_images"], seed=0)
+        result["photo_proxy"] = {"model": best, **photo, "target_ratio": TARGET_PHOTO_RATIO}
 
-    say(f"calibration: ECE before / after the stored temperature on {len(test_idx)} test images")
-    result["calibration"] = bench_calibration(registry, entries, dataset, test_idx)
+    if "calibration" in suites:
+        say(f"calibration: ECE before / after the stored temperature on {len(test_idx)} test images")
+        result["calibration"] = bench_calibration(registry, entries, dataset, test_idx)
 
-    say(f"saliency faithfulness of {best} on {settings['saliency_images']} test images")
-    result["saliency"] = bench_saliency(registry, best, dataset, settings["saliency_images"])
+    if "saliency" in suites:
+        say(f"saliency faithfulness of {best} on {settings['saliency_images']} test images")
+        result["saliency"] = bench_saliency(registry, best, dataset, settings["saliency_images"])
 
-    say("nearest neighbours: precision@10 per encoder and query latency")
-    result["neighbours"] = bench_neighbours(registry, dataset, settings["gallery_images"], settings["latency_calls"])
-    settings["gallery_images"] = result["neighbours"]["gallery_images"]
+    if "neighbours" in suites:
+        say("nearest neighbours: precision@10 per encoder and query latency")
+        result["neighbours"] = bench_neighbours(registry, dataset, settings["gallery_images"], settings["latency_calls"])
+        settings["gallery_images"] = result["neighbours"]["gallery_images"]
 
-    say("real photos: the photo model and the best Fashion-MNIST model on the val split")
-    result["real_photos"] = bench_photos(registry, settings["real_photos"])
+    if "real_photos" in suites:
+        say("real photos: the photo model and the best Fashion-MNIST model on the val split")
+        result["real_photos"] = bench_photos(registry, settings["real_photos"])
 
-    say("catalogue models: visual search precision@5 on their catalogue's test split")
-    result["catalogue_retrieval"] = bench_catalogue_retrieval(registry)
+    if "catalogue_retrieval" in suites:
+        say("catalogue models: visual search precision@5 on their catalogue's test split")
+        result["catalogue_retrieval"] = bench_catalogue_retrieval(registry)
 
-    say(f"training throughput of fashion_net on {settings['training_images']} images")
-    result["training"] = bench_training(dataset, settings["training_images"])
+    if "training" in suites:
+        say(f"training throughput of fashion_net on {settings['training_images']} images")
+        result["training"] = bench_training(dataset or load_fashion_mnist(), settings["training_images"])
+
+    if "ann" in suites:
+        say(f"approximate nearest neighbours: {settings['ann_vectors']:,} clustered {ANN_DIMS}-d vectors")
+        result["ann"] = bench_ann(settings["ann_vectors"], settings["latency_calls"])
     result["seconds"] = time.perf_counter() - started
     return result
+
+
+def merge_results(previous, result):
+    """``previous`` (a saved bench result) with the keys of the suites ``result`` ran replaced:
+    what ``bench --suite NAME --save FILE`` writes over an existing file."""
+    merged = dict(previous or {})
+    suite_keys = {"models": ("models", "seed003")}
+    for name in result["suites"]:
+        for key in suite_keys.get(name, (name,)):
+            merged[key] = result[key]
+    if set(result["suites"]) != set(SUITES):
+        merged["suites"] = [name for name in SUITES if name in set(merged.get("suites") or SUITES) | set(result["suites"])]
+        return merged
+    return dict(result)
 
 
 def _fmt(value, spec):
@@ -440,31 +544,42 @@ def _fmt(value, spec):
 
 
 def format_report(result):
-    """The human table of a ``run_benchmark`` result."""
+    """The human table of a ``run_benchmark`` result (the parts its suites measured)."""
     m, s = result["machine"], result["settings"]
     lines = [f"bench{' --quick' if result['quick'] else ''} on {m['cpu_count']} CPU(s), {m['platform']}, "
-             f"TensorFlow {m['tensorflow']}, {result['date']}",
-             f"{'model':<24}{'arch':<22}{'test acc':>9}{'flip-TTA':>9}{'img/s':>10}{'vs seed003':>11}"]
-    for r in result["models"]:
-        lines.append(f"{r['name']:<24}{r['arch']:<22}{r['test_accuracy']:>9.4f}{_fmt(r['flip_tta_accuracy'], '.4f'):>9}"
-                     f"{r['images_per_second']:>10.0f}{r['speed_vs_seed003']:>10.2f}x")
-    sd = result["seed003"]
-    lines.append(f"  seed003 reference: {sd['images_per_second']:.0f} img/s ({sd['source']}); "
-                 f"accuracy on {s['test_images']} test images")
-    si = result["single_image"]
-    lines.append(f"single image ({si['model']}, {si['inputs']} → probabilities): p50 {si['p50_ms']:.1f} ms, "
-                 f"p95 {si['p95_ms']:.1f} ms over {si['calls']} calls (target p50 ≤ {si['target_p50_ms']:.0f} ms)")
-    nb = result["neighbours"]
-    lines.append(f"neighbours ({nb['encoder']}: {nb['encoder_description']}): precision@{nb['k']} "
-                 f"{nb['precision_at_k']:.4f} (target ≥ {nb['target_precision']}); top-{nb['k']} query over "
-                 f"{nb['gallery_images']} images p50 {nb['query_p50_ms']:.2f} ms, p95 {nb['query_p95_ms']:.2f} ms "
-                 f"(target ≤ {nb['target_p50_ms']:.0f} ms), recall vs brute force {nb['recall_vs_brute_force']:.3f}")
-    for r in nb["per_encoder"]:
-        lines.append(f"  {r['name']:<22}{r['description']:<48} precision@{nb['k']} {r['precision_at_k']:.4f}")
-    ph = result["photo_proxy"]
-    lines.append(f"catalogue photos ({ph['model']}, n={ph['n']}): {ph['photo_accuracy']:.4f} vs clean "
-                 f"{ph['clean_accuracy']:.4f} = {ph['ratio']:.1%} (target ≥ {ph['target_ratio']:.0%})")
-    rp = result["real_photos"]
+             f"TensorFlow {m['tensorflow']}, {result['date']}"]
+    if "models" in result:
+        lines.append(f"{'model':<24}{'arch':<22}{'test acc':>9}{'flip-TTA':>9}{'img/s':>10}{'vs seed003':>11}")
+        for r in result["models"]:
+            lines.append(f"{r['name']:<24}{r['arch']:<22}{r['test_accuracy']:>9.4f}{_fmt(r['flip_tta_accuracy'], '.4f'):>9}"
+                         f"{r['images_per_second']:>10.0f}{r['speed_vs_seed003']:>10.2f}x")
+        sd = result["seed003"]
+        lines.append(f"  seed003 reference: {sd['images_per_second']:.0f} img/s ({sd['source']}); "
+                     f"accuracy on {s['test_images']} test images")
+    si = result.get("single_image")
+    if si:
+        lines.append(f"single image ({si['model']}, {si['inputs']} → probabilities): p50 {si['p50_ms']:.1f} ms, "
+                     f"p95 {si['p95_ms']:.1f} ms over {si['calls']} calls (target p50 ≤ {si['target_p50_ms']:.0f} ms)")
+    nb = result.get("neighbours")
+    if nb:
+        lines.append(f"neighbours ({nb['encoder']}: {nb['encoder_description']}): precision@{nb['k']} "
+                     f"{nb['precision_at_k']:.4f} (target ≥ {nb['target_precision']}); top-{nb['k']} query over "
+                     f"{nb['gallery_images']} images p50 {nb['query_p50_ms']:.2f} ms, p95 {nb['query_p95_ms']:.2f} ms "
+                     f"(target ≤ {nb['target_p50_ms']:.0f} ms), recall vs brute force {nb['recall_vs_brute_force']:.3f}")
+        for r in nb["per_encoder"]:
+            lines.append(f"  {r['name']:<22}{r['description']:<48} precision@{nb['k']} {r['precision_at_k']:.4f}")
+    an = result.get("ann")
+    if an:
+        t = an["targets"]
+        lines.append(f"ann ({an['index']}): {an['n']:,} x {an['dims']}-d built in {an['build_seconds']:.1f} s, "
+                     f"+{an['memory_mb']:.0f} MB; top-{an['k']} query p50 {an['query_ms_p50']:.3f} ms (target ≤ "
+                     f"{t['query_ms_p50']:.0f} ms) vs exhaustive {an['exact_query_ms_p50']:.2f} ms; recall@10 "
+                     f"{an['recall_at_10']:.3f} (target ≥ {t['recall_at_10']}) over {an['queries']} queries")
+    ph = result.get("photo_proxy")
+    if ph:
+        lines.append(f"catalogue photos ({ph['model']}, n={ph['n']}): {ph['photo_accuracy']:.4f} vs clean "
+                     f"{ph['clean_accuracy']:.4f} = {ph['ratio']:.1%} (target ≥ {ph['target_ratio']:.0%})")
+    rp = result.get("real_photos") or {}
     if "skipped" in rp:
         lines.append(f"real photos: skipped ({rp['skipped']})")
     for r in rp.get("models", []):
@@ -494,7 +609,8 @@ def format_report(result):
         lines.append(f"catalogue search {r['name']}: " + (f"skipped ({r['skipped']})" if "skipped" in r else
                      f"precision@{r['k']} {r['precision_at_k']:.4f} ({r['queries']} test products vs "
                      f"{r['gallery_images']} training products, {r['dataset_name']})"))
-    tr = result["training"]
-    lines.append(f"training fashion_net: {tr['images_per_second']:.0f} img/s (one epoch, {tr['images']} images, batch {tr['batch_size']})")
+    tr = result.get("training")
+    if tr:
+        lines.append(f"training fashion_net: {tr['images_per_second']:.0f} img/s (one epoch, {tr['images']} images, batch {tr['batch_size']})")
     lines.append(f"total {result['seconds']:.1f} s")
     return "\n".join(lines)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from fashion_core import cli
-from fashion_core.bench import format_report
+from fashion_core.bench import format_report, run_benchmark
+from fashion_core.errors import InvalidParameterError
 from fashion_core.data import load_fashion_mnist, sample_indices, to_model_input
 
 pytestmark = pytest.mark.slow
@@ -90,10 +91,29 @@ def test_bench_quick_json(models_env, capsys):
     for method in saliency["methods"]:
         assert _fraction(method["share_salient_lowers_more"]) and method["seconds"] >= 0
 
+    ann = result["ann"]
+    assert ann["n"] == 20_000 and ann["dims"] == 64 and ann["k"] == 10 and "HNSW" in ann["index"]
+    assert _finite_positive(ann["build_seconds"]) and _finite_positive(ann["query_ms_p50"])
+    assert _finite_positive(ann["exact_query_ms_p50"]) and _fraction(ann["recall_at_10"])
+    assert ann["queries"] == settings["latency_calls"] and ann["targets"] == {"recall_at_10": 0.95, "query_ms_p50": 5.0}
+    assert result["suites"][-1] == "ann" and len(result["suites"]) == 10
 
     table = format_report(result)
     assert "tiny_cnn" in table and "precision@10" in table and "p50" in table and "img/s" in table
-    assert "ECE" in table and "most salient" in table
+    assert "ECE" in table and "most salient" in table and "recall@10" in table
+
+
+def test_a_suite_runs_alone_and_save_replaces_only_its_keys(registry, tmp_path, capsys):
+    saved = tmp_path / "bench.json"
+    saved.write_text(json.dumps({"date": "earlier", "models": ["kept"], "suites": ["models"], "ann": {"n": 1}}))
+    assert cli.main(["bench", "--quick", "--suite", "ann", "--json", "--save", str(saved)]) == 0  # no models needed
+    result = json.loads(capsys.readouterr().out)
+    assert result["suites"] == ["ann"] and set(result) >= {"ann", "machine", "settings"} and "models" not in result
+    merged = json.loads(saved.read_text())
+    assert merged["models"] == ["kept"] and merged["date"] == "earlier"  # what the suite did not run stays
+    assert merged["ann"] == result["ann"] and merged["suites"] == ["models", "ann"]
+    with pytest.raises(InvalidParameterError, match="unknown bench suite 'nothing'"):
+        run_benchmark(quick=True, suites=["nothing"])
 
 
 def test_bench_refuses_an_empty_registry(registry, capsys):

@@ -8,6 +8,7 @@ import random
 import threading
 
 import numpy as np
+import pytest
 
 from fashion_core.neighbours import NeighbourIndex
 
@@ -52,10 +53,11 @@ def test_training_leaves_python_and_numpy_random_streams_alone(small_dataset):
     assert (random.random(), np.random.random()) == expected  # as if no training had run
 
 
-def test_a_shared_neighbour_index_is_read_only_and_queries_write_nothing_shared():
+@pytest.mark.parametrize("approximate", [False, True])
+def test_a_shared_neighbour_index_is_read_only_and_queries_write_nothing_shared(approximate):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3000, 192)).astype(np.float32)
-    index = NeighbourIndex(x, rng.integers(0, 10, 3000))
+    index = NeighbourIndex(x, rng.integers(0, 10, 3000), approximate=approximate)
     assert not index.vectors.flags.writeable and not index.labels.flags.writeable
     state_before = dict(vars(index))
     results = {}
@@ -70,8 +72,8 @@ def test_a_shared_neighbour_index_is_read_only_and_queries_write_nothing_shared(
         t.join()
     assert len(results) == 8
     assert {k: id(v) for k, v in vars(index).items()} == {k: id(v) for k, v in state_before.items()}
-    for i, (found, _exact) in results.items():
-        assert i not in found
+    for i, (found, exact) in results.items():
+        assert i not in found and exact is (not approximate)  # each thread sees its own flag
 
 
 def test_a_page_run_leaves_the_keras_session_alone(models_env, monkeypatch):

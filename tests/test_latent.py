@@ -43,21 +43,35 @@ def test_batch_query_matches_brute_force(dims):
         assert index.dims == neighbours.MAX_INDEX_DIMS
 
 
-def test_single_query_fast_path_finds_the_true_neighbours():
+def test_single_queries_on_a_big_gallery_use_hnsw_and_find_the_true_neighbours():
     x, labels = _clustered(n=4000, dims=192)
-    index = NeighbourIndex(x, labels)
-    assert index._coarse_dims == neighbours.COARSE_DIMS  # the fast path is in use
+    assert NeighbourIndex(x, labels).kind == "exact"  # small: every query is exact
+    index = NeighbourIndex(x, labels, approximate=True)
+    assert index.kind == "hnsw"
     ref_d, ref_i = _brute_force(x, x[:20], 10, exclude=np.arange(20))
     recalls = []
     for i in range(20):
         d, j = index.query(x[i], k=10, exclude=[i])
-        assert d.shape == j.shape == (1, 10)
+        assert d.shape == j.shape == (1, 10) and i not in j[0]
+        assert not index.last_query_exact
+        assert np.all(np.diff(d[0]) >= -1e-5)
         recalls.append(len(set(j[0]) & set(ref_i[i])) / 10)
-        if index.last_query_exact:
-            np.testing.assert_allclose(d[0], ref_d[i], rtol=1e-3, atol=1e-3)
     assert np.mean(recalls) >= 0.95
     exact_d, exact_i = index.query(x[:1], k=10, exclude=[0], exact=True)
+    assert index.last_query_exact
     np.testing.assert_array_equal(exact_i[0], ref_i[0])
+    np.testing.assert_allclose(exact_d[0], ref_d[0], rtol=1e-3, atol=1e-3)
+    batch_d, batch_i = index.query(x[:10], k=10, exclude=np.arange(10))  # batches are exact
+    np.testing.assert_array_equal(batch_i, ref_i[:10])
+
+
+def test_the_stored_vectors_are_a_read_only_copy():
+    x, labels = _clustered(n=300, dims=16)
+    for approximate in (False, True):
+        index = NeighbourIndex(x, labels, approximate=approximate)
+        np.testing.assert_array_equal(index.vectors, x)
+        assert not index.vectors.flags.writeable and not index.labels.flags.writeable
+    assert labels.flags.writeable  # the caller's arrays are left as they were
 
 
 def test_query_validates_its_arguments():
