@@ -231,7 +231,7 @@ def _encoded_test_images(dataset, count=20):
     return blobs
 
 
-def _real_photo_files(count=20):
+def real_photo_files(count=20):
     """Bytes of real val photos (both domains, alternating), or None without the photos folder."""
     from .photos import find_photos_dir, read_labels
 
@@ -263,7 +263,7 @@ def bench_single_image(registry, model_name, dataset, calls):
     from .inference import Classifier
 
     classifier = Classifier.from_registry(model_name, registry=registry)
-    blobs = _real_photo_files()
+    blobs = real_photo_files()
     inputs = "real photos (val split, JPEG, 224-320 px)" if blobs else "Fashion-MNIST test images as PNG/JPEG"
     blobs = blobs or _encoded_test_images(dataset)
     p50, p95 = _classify_timings(classifier, blobs, calls)

@@ -516,6 +516,30 @@ def _export_arguments(p):
                    help="keras (default), savedmodel (TF Serving) or tflite (phones, edge devices)")
 
 
+def _serve_arguments(p):
+    p.add_argument("--model", help="registry model name (default: the default photo model)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--replicas", type=int, default=1, help="copies of the model answering requests")
+    p.add_argument("--address", help="an existing Ray cluster (ray://HOST:10001 or HOST:6379); default: Ray on this machine")
+
+
+def cmd_serve(args):
+    """Start the API and keep it up until Ctrl-C (then stop it cleanly)."""
+    from . import serving
+
+    url = serving.start(args.model, port=args.port, replicas=args.replicas, address=args.address, host=args.host)
+    print(f"serving {url} with {args.replicas} replica(s); OpenAPI page {url}/docs; Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serving.stop()
+    return {"url": url, "replicas": args.replicas, "stopped": True}, f"stopped {url}"
+
+
 @dataclass(frozen=True)
 class Command:
     """One sub-command: its help line, a function adding its arguments to a parser, and
@@ -545,6 +569,8 @@ COMMANDS = {
     "import": Command("add a .keras file to the registry (validated, safe mode)", _import_arguments, cmd_import),
     "export": Command("export a model for deployment (.keras, SavedModel or TFLite, + preprocessing.json)", _export_arguments, cmd_export),
     "delete": Command("delete a model from the registry", _name_argument, cmd_delete),
+    "serve": Command("serve the HTTP API (POST /classify, GET /models, /healthz, /docs) with Ray Serve replicas",
+                     _serve_arguments, cmd_serve),
     "classify": Command("classify image files (photos or dataset-style images)", cli_classify.add_arguments,
                         cli_classify.cmd_classify),
     "bench": Command("benchmark accuracy, throughput, latency and retrieval of the shipped models",
