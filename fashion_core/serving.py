@@ -29,12 +29,30 @@ def _ray():
     return ray, serve
 
 
+def check_reachable(address, timeout=5.0):
+    """Refuse, in one line and within ``timeout`` seconds, a cluster address (``HOST:PORT`` or
+    ``ray://HOST:PORT``) nothing listens on: Ray itself would retry for minutes."""
+    import socket
+
+    if not address or address == "auto":
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise InvalidParameterError(f"--address must look like HOST:PORT or ray://HOST:PORT; got {address!r}.")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise FashionError(f"could not connect to the Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
 def init_ray(address=None):
     """Connect to the Ray cluster at ``address``, or start Ray on this machine (its cores);
     nothing happens when this process is already connected. Returns True when it connected now."""
     ray, _serve = _ray()
     if ray.is_initialized():
         return False
+    check_reachable(address)
     env = {key: os.environ[key] for key in ("FASHION_MNIST_DIR", "FASHION_PHOTOS_DIR", "FASHION_CACHE_DIR",
                                             "TF_CPP_MIN_LOG_LEVEL") if key in os.environ}
     if not address:  # local workers import this checkout

@@ -77,6 +77,18 @@ def test_an_unknown_model_fails_before_serving(photo_models):
         create_app("no_such_model", photo_models.root)
 
 
+def test_serve_refuses_bad_arguments_in_one_line(photo_models, capsys):
+    pytest.importorskip("ray", reason="the scale extras are not installed (requirements-scale.txt)")
+    port = _free_port()  # nothing listens there
+    for args, message in ((["--address", f"127.0.0.1:{port}"], "could not connect to the Ray cluster"),
+                          (["--address", "nonsense"], "HOST:PORT"),
+                          (["--replicas", "0"], "--replicas"),
+                          (["--model", "no_such_model"], "no_such_model")):
+        assert cli.main(["serve", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
