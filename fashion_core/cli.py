@@ -516,6 +516,29 @@ def _export_arguments(p):
                    help="keras (default), savedmodel (TF Serving) or tflite (phones, edge devices)")
 
 
+def _batch_arguments(p):
+    p.add_argument("source", help="a folder, a path,label CSV, a glob or a single file; local or an fsspec URL (s3://, gs://)")
+    p.add_argument("--model", required=True, help="registry model name")
+    p.add_argument("--out", required=True, help="output folder: predictions/*.parquet and errors.parquet (a rerun resumes)")
+    p.add_argument("--embed", action="store_true", help="also store each image's embedding (visual search)")
+    p.add_argument("--address", help="an existing Ray cluster (ray://HOST:10001 or HOST:6379); default: Ray on this machine")
+    p.add_argument("--workers", type=int, help="model copies (Ray actors); default: one per CPU")
+    p.add_argument("--batch-size", type=int, default=64)
+
+
+def cmd_batch(args):
+    from .batch import run_batch
+
+    summary = run_batch(args.source, args.model, args.out, embed=args.embed, address=args.address,
+                        workers=args.workers, batch_size=args.batch_size,
+                        progress=lambda line: print(f"batch: {line}", file=sys.stderr, flush=True))
+    payload = {k: summary[k] for k in ("rows", "errors", "skipped", "seconds", "images_per_second")}
+    human = (f"{summary['rows']} images classified, {summary['errors']} unreadable (errors.parquet), "
+             f"{summary['skipped']} already done; {summary['seconds']:.1f} s, {summary['images_per_second']:.1f} images/s "
+             f"with {summary['workers']} worker(s) → {summary['out']}")
+    return payload, human
+
+
 def _serve_arguments(p):
     p.add_argument("--model", help="registry model name (default: the default photo model)")
     p.add_argument("--port", type=int, default=8000)
@@ -569,6 +592,8 @@ COMMANDS = {
     "import": Command("add a .keras file to the registry (validated, safe mode)", _import_arguments, cmd_import),
     "export": Command("export a model for deployment (.keras, SavedModel or TFLite, + preprocessing.json)", _export_arguments, cmd_export),
     "delete": Command("delete a model from the registry", _name_argument, cmd_delete),
+    "batch": Command("classify (and embed) a whole folder, CSV or glob with Ray Data into Parquet (resumable)",
+                     _batch_arguments, cmd_batch),
     "serve": Command("serve the HTTP API (POST /classify, GET /models, /healthz, /docs) with Ray Serve replicas",
                      _serve_arguments, cmd_serve),
     "classify": Command("classify image files (photos or dataset-style images)", cli_classify.add_arguments,

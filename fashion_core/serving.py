@@ -50,9 +50,9 @@ def init_ray(address=None):
     """Connect to the Ray cluster at ``address``, or start Ray on this machine (its cores);
     nothing happens when this process is already connected. Returns True when it connected now."""
     ray, _serve = _ray()
+    check_reachable(address)  # first: an unreachable address is refused even when Ray is already up
     if ray.is_initialized():
         return False
-    check_reachable(address)
     env = {key: os.environ[key] for key in ("FASHION_MNIST_DIR", "FASHION_PHOTOS_DIR", "FASHION_CACHE_DIR",
                                             "TF_CPP_MIN_LOG_LEVEL") if key in os.environ}
     if not address:  # local workers import this checkout

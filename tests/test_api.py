@@ -96,8 +96,8 @@ def _free_port():
 
 
 @pytest.mark.slow
-def test_ray_serve_answers_real_http_requests(photo_models, capsys):
-    pytest.importorskip("ray", reason="the scale extras are not installed (requirements-scale.txt)")
+@pytest.mark.xdist_group("ray")
+def test_ray_serve_answers_real_http_requests(photo_models, ray_local, capsys):
     import requests
 
     from fashion_core import serving
@@ -117,4 +117,4 @@ def test_ray_serve_answers_real_http_requests(photo_models, capsys):
         bad = requests.post(f"{url}/classify", files={"file": ("x.txt", b"hello")}, timeout=60)
         assert bad.status_code == 400 and "not an image" in bad.json()["detail"]
     finally:
-        serving.stop()
+        serving.stop(shutdown_ray=False)  # the session's Ray stays for the other Ray tests

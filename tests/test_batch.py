@@ -1,0 +1,102 @@
+"""``batch``: a folder of photos (and broken files) through Ray Data into Parquet, resumable."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pyarrow", reason="the scale extras are not installed (requirements-scale.txt)")
+import pyarrow.parquet as pq  # noqa: E402
+
+from fashion_core import batch, cli  # noqa: E402
+
+PHOTOS = Path(__file__).parent / "fixtures" / "photos" / "images"
+
+
+@pytest.fixture()
+def catalogue(tmp_path):
+    """The fixture photos in a folder tree, plus a text file named .jpg and a truncated JPEG."""
+    root = tmp_path / "shop"
+    (root / "shoes").mkdir(parents=True)
+    photos = sorted(PHOTOS.glob("*.jpg"))
+    for i, photo in enumerate(photos):
+        shutil.copy(photo, root / ("shoes" if i % 2 else "") / photo.name)
+    (root / "broken.jpg").write_text("not a picture")
+    (root / "shoes" / "cut.jpg").write_bytes(photos[0].read_bytes()[:2500])
+    (root / "notes.txt").write_text("not an image file name: ignored")
+    return root, len(photos)
+
+
+def _predictions(out):
+    return pq.read_table(out / "predictions").to_pandas()
+
+
+def _run(capsys, *args):
+    capsys.readouterr()
+    code = cli.main(["batch", *args, "--json"])
+    captured = capsys.readouterr()
+    return code, (json.loads(captured.out) if captured.out.strip() else None), captured.err
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_batch_answers_like_classify_keeps_errors_and_resumes(photo_models, ray_local, catalogue, tmp_path, capsys,
+                                                              monkeypatch):
+    root, n_photos = catalogue
+    out = tmp_path / "out"
+    monkeypatch.setattr(batch, "PART_ROWS", 4)  # several part files, so a lost one can be simulated
+    code, summary, err = _run(capsys, str(root), "--model", "sure_sneaker", "--out", str(out), "--workers", "1",
+                              "--batch-size", "5")
+    assert code == 0 and summary["rows"] == n_photos and summary["errors"] == 2 and summary["skipped"] == 0
+    assert summary["images_per_second"] > 0 and "batch: " in err  # progress on stderr
+    rows = _predictions(out)
+    assert sorted(rows["path"]) == sorted(str(p) for p in root.rglob("*.jpg") if p.name not in ("broken.jpg", "cut.jpg"))
+    errors = pq.read_table(out / "errors.parquet").to_pandas()
+    assert sorted(Path(p).name for p in errors["path"]) == ["broken.jpg", "cut.jpg"]
+    assert all("not an image" in r or "damaged" in r for r in errors["reason"])
+
+    some = sorted(rows["path"])[:3]
+    capsys.readouterr()
+    cli.main(["classify", *some, "--model", "sure_sneaker", "--json"])
+    expected = {r["path"]: r for r in json.loads(capsys.readouterr().out)}
+    for _, row in rows[rows["path"].isin(some)].iterrows():
+        assert row["class_name"] == expected[row["path"]]["class_name"]
+        assert row["probability"] == pytest.approx(expected[row["path"]]["probability"], abs=1e-6)
+        assert bool(row["flagged"]) == expected[row["path"]]["flagged"]
+
+    # A job killed before its last part file and its errors were written: the rerun does only those.
+    parts = sorted((out / "predictions").glob("part-*.parquet"))
+    assert len(parts) >= 2
+    lost = len(pq.read_table(parts[-1]))
+    parts[-1].unlink()
+    (out / "errors.parquet").unlink()
+    code, summary, _err = _run(capsys, str(root), "--model", "sure_sneaker", "--out", str(out), "--workers", "1")
+    assert code == 0 and summary["rows"] == lost and summary["errors"] == 2 and summary["skipped"] == n_photos - lost
+    rows = _predictions(out)
+    assert len(rows) == n_photos and rows["path"].is_unique  # no duplicates
+    code, summary, _err = _run(capsys, str(root), "--model", "sure_sneaker", "--out", str(out))
+    assert code == 0 and summary == {**summary, "rows": 0, "errors": 0, "skipped": n_photos + 2}
+
+
+def test_batch_lists_folders_csvs_and_globs(catalogue, tmp_path):
+    root, n_photos = catalogue
+    assert len(batch.list_source(root)) == n_photos + 2  # images by name; notes.txt is not one
+    assert len(batch.list_source(f"{root}/shoes/*.jpg")) == len(list((root / "shoes").glob("*.jpg")))
+    csv = tmp_path / "list.csv"
+    csv.write_text("path,label\nshop/broken.jpg,x\n" + "".join(f"shop/{p.name},y\n" for p in root.glob("*.jpg")
+                                                                   if p.name != "broken.jpg"))
+    assert set(batch.list_source(csv)) == {str(p) for p in root.glob("*.jpg")}
+
+
+def test_batch_bad_input_is_one_line_exit_2(photo_models, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for args, message in (([str(empty), "--model", "sure_sneaker"], "no image files"),
+                          ([str(tmp_path / "missing"), "--model", "sure_sneaker"], "no such file"),
+                          ([str(PHOTOS), "--model", "no_such_model"], "no_such_model"),
+                          ([str(PHOTOS), "--model", "sure_sneaker", "--batch-size", "0"], "--batch-size")):
+        code, _summary, err = _run(capsys, *args, "--out", str(tmp_path / "out"))
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1
