@@ -264,13 +264,35 @@ def _train_config_for_audit(args):
     return TrainConfig(arch=args.arch, epochs=args.epochs, seed=args.seed, validation_fraction=0.0).resolve()
 
 
+def _ray_argument(p, what):
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help=f"train the {what} at the same time as Ray tasks: on this machine, or on the cluster at ADDRESS")
+
+
+def _task_lines(what, quiet):
+    """A ``TrainingProgress`` that says on stderr when each Ray task (a fold, a run) finishes."""
+    from .training import TrainingProgress
+
+    class TaskLines(TrainingProgress):
+
+        def __init__(self, what, quiet):
+            self.what, self.quiet = what, quiet
+
+        def on_task_end(self, index, total):
+            if not self.quiet:
+                print(f"{self.what} {index + 1} of {total} finished", file=sys.stderr, flush=True)
+
+    return TaskLines(what, quiet)
+
+
 def cmd_cv(args):
     from .training import TrainConfig, cross_validate
 
     config = TrainConfig(arch=args.arch, epochs=args.epochs, seed=args.seed, limit=args.limit,
                          validation_fraction=0.0).resolve()
     dataset = _dataset_from_args(args)
-    result = cross_validate(dataset, config, folds=args.folds, verbose=0 if args.quiet else 1)
+    result = cross_validate(dataset, config, folds=args.folds, verbose=0 if args.quiet else 1, ray=args.ray,
+                            progress=_task_lines("fold", args.quiet))
     if args.save_to:
         from .registry import Registry
 
@@ -289,7 +311,7 @@ def cmd_sweep(args):
     config = TrainConfig(arch=args.arch, epochs=args.epochs, seed=args.seed, limit=args.limit).resolve()
     dataset = _dataset_from_args(args)
     result = sweep(dataset, config, optimizers=args.optimizers, learning_rates=args.lrs,
-                   verbose=0 if args.quiet else 1)
+                   verbose=0 if args.quiet else 1, ray=args.ray, progress=_task_lines("run", args.quiet))
     if args.save_to:
         from .registry import Registry
 
@@ -458,6 +480,7 @@ def _cv_arguments(p):
 
     p.add_argument("--arch", required=True, choices=list(ARCHITECTURES))
     p.add_argument("--folds", type=int, default=5)
+    _ray_argument(p, "folds")
     p.add_argument("--epochs", type=int)
     p.add_argument("--limit", type=int)
     p.add_argument("--seed", type=int, default=0)
@@ -473,6 +496,7 @@ def _sweep_arguments(p):
     p.add_argument("--arch", required=True, choices=list(ARCHITECTURES))
     p.add_argument("--optimizers", nargs="+", default=["adam", "rmsprop", "adadelta"], choices=list(OPTIMIZERS))
     p.add_argument("--lrs", nargs="+", type=float, default=[1e-3, 1e-4])
+    _ray_argument(p, "runs")
     p.add_argument("--epochs", type=int)
     p.add_argument("--limit", type=int)
     p.add_argument("--seed", type=int, default=0)

@@ -642,18 +642,76 @@ def fit_classifier(model, x, y, *, epochs, batch_size=128, learning_rate=3e-4, o
     return history, time.perf_counter() - started
 
 
-def cross_validate(dataset, config, folds=5, progress=None, verbose=0):
+def _fold_row(fold, fold_data, config, progress=None, verbose=0):
+    """Train and score one cross-validation fold (a Ray task with ``ray=``, or in this process)."""
+    result = train(fold_data, config, progress=progress, verbose=verbose)
+    return {"fold": fold, "train_accuracy": accuracy(result.model, fold_data.x_train, fold_data.y_train),
+            "test_accuracy": accuracy(result.model, fold_data.x_test, fold_data.y_test),
+            "epochs_run": len(result.history.get("classifier", {}).get("loss", [])),
+            "seconds": result.train_seconds}
+
+
+def _sweep_row(data, config, progress=None, verbose=0):
+    """Train and score one (optimizer, learning rate) run of a sweep."""
+    result = train(data, config, progress=progress, verbose=verbose)
+    stage = result.history.get("fine_tune") or result.history.get("classifier", {})
+    val = stage.get("val_accuracy") or [float("nan")]
+    return {"optimizer": config.optimizer, "learning_rate": config.learning_rate,
+            "val_accuracy": float(np.nanmax(val)), "test_accuracy": accuracy(result.model, data.x_test, data.y_test),
+            "epochs_run": len(stage.get("loss", [])), "seconds": result.train_seconds}
+
+
+def run_each(function, calls, ray=None, progress=None, verbose=0):
+    """``[function(*args, progress=..., verbose=...) for args in calls]``, in this process, or as
+    one Ray task per call when ``ray`` is a cluster address or "local" (this machine's Ray); each
+    task gets an equal share of the cluster's CPUs and the results come back in order. Ray tasks
+    report no per-batch progress (it cannot cross processes); the CLI says when each one ends."""
+    if not ray:
+        return [function(*args, progress=progress, verbose=verbose) for args in calls]
+    import ray as ray_module
+
+    from .serving import init_ray
+
+    init_ray(None if ray == "local" else ray)
+    cpus = float(ray_module.cluster_resources().get("CPU", 1.0))
+    task = ray_module.remote(function).options(num_cpus=max(0.1, min(1.0, cpus / len(calls))), max_retries=0)
+    shared = {}  # one object-store copy of an argument passed to several calls (a sweep's data)
+
+    def put(value):
+        key = id(value)
+        if key not in shared:
+            shared[key] = ray_module.put(value)
+        return shared[key]
+
+    pending = [task.remote(*(put(a) if hasattr(a, "x_train") else a for a in args)) for args in calls]
+    say = getattr(progress, "on_task_end", None)
+    results = dict.fromkeys(range(len(pending)))
+    order = {ref: i for i, ref in enumerate(pending)}
+    remaining = list(pending)
+    while remaining:
+        done, remaining = ray_module.wait(remaining, num_returns=1)
+        i = order[done[0]]
+        results[i] = ray_module.get(done[0])
+        if say:
+            say(i, len(pending))
+    return [results[i] for i in range(len(pending))]
+
+
+def cross_validate(dataset, config, folds=5, progress=None, verbose=0, ray=None):
     """k-fold cross-validation on the training images (seed 003's method).
 
-    Each fold trains a fresh model on k-1 parts and tests on the held-out part.
+    Each fold trains a fresh model on k-1 parts and tests on the held-out part; with ``ray`` (a
+    cluster address, or "local") the folds train at the same time as Ray tasks.
 
     Returns
     -------
     dict with ``folds`` (list of per-fold ``train_accuracy``/``test_accuracy``/``seconds``),
     ``mean_test_accuracy``, ``std_test_accuracy``, ``mean_train_accuracy``, ``std_train_accuracy``,
-    ``config``.
+    ``config``, ``ray`` (where the folds ran: null in this process).
     """
     from sklearn.model_selection import StratifiedKFold
+
+    from .data import Dataset
 
     _check_int("folds", folds, 2, 20)
     config = config.resolve()
@@ -661,22 +719,12 @@ def cross_validate(dataset, config, folds=5, progress=None, verbose=0):
     if np.bincount(data.y_train).min() < folds:
         raise InvalidParameterError(f"every class needs at least {folds} training images for {folds}-fold CV.")
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed)
-    rows = []
-    for fold, (tr, te) in enumerate(splitter.split(data.x_train, data.y_train), start=1):
-        from .data import Dataset
-
-        fold_data = Dataset(
-            name=f"{data.name} fold {fold}", class_names=data.class_names,
-            x_train=data.x_train[tr], y_train=data.y_train[tr],
-            x_test=data.x_train[te], y_test=data.y_train[te], spec=data.spec,
-        )
-        fold_config = TrainConfig(**{**asdict(config), "limit": None})
-        result = train(fold_data, fold_config, progress=progress, verbose=verbose)
-        train_acc = accuracy(result.model, fold_data.x_train, fold_data.y_train)
-        test_acc = accuracy(result.model, fold_data.x_test, fold_data.y_test)
-        rows.append({"fold": fold, "train_accuracy": train_acc, "test_accuracy": test_acc,
-                     "epochs_run": len(result.history.get("classifier", {}).get("loss", [])),
-                     "seconds": result.train_seconds})
+    fold_config = TrainConfig(**{**asdict(config), "limit": None})
+    calls = [(fold, Dataset(name=f"{data.name} fold {fold}", class_names=data.class_names,
+                            x_train=data.x_train[tr], y_train=data.y_train[tr],
+                            x_test=data.x_train[te], y_test=data.y_train[te], spec=data.spec), fold_config)
+             for fold, (tr, te) in enumerate(splitter.split(data.x_train, data.y_train), start=1)]
+    rows = run_each(_fold_row, calls, ray=ray, progress=progress, verbose=verbose)
     test = np.array([r["test_accuracy"] for r in rows])
     train_ = np.array([r["train_accuracy"] for r in rows])
     return {
@@ -687,6 +735,7 @@ def cross_validate(dataset, config, folds=5, progress=None, verbose=0):
         "mean_train_accuracy": float(train_.mean()),
         "std_train_accuracy": float(train_.std()),
         "config": asdict(config),
+        "ray": ray or None,
     }
 
 
@@ -695,30 +744,24 @@ def sweep_grid(optimizers, learning_rates):
     return [(opt, float(lr)) for opt in optimizers for lr in learning_rates]
 
 
-def sweep(dataset, config, optimizers=("adam", "rmsprop", "adadelta"), learning_rates=(1e-3, 1e-4), progress=None, verbose=0):
+def sweep(dataset, config, optimizers=("adam", "rmsprop", "adadelta"), learning_rates=(1e-3, 1e-4), progress=None,
+          verbose=0, ray=None):
     """Train one run per (optimizer, learning rate) and record validation and test accuracy.
 
     Seed 000 compares Adam, RMSprop and Adadelta at several learning rates. Returns
-    ``{"arch", "runs": [...], "best": {...}}``; each run has ``optimizer``, ``learning_rate``,
-    ``val_accuracy`` (best epoch), ``test_accuracy``, ``epochs_run``, ``seconds``.
+    ``{"arch", "runs": [...], "best": {...}, "ray"}``; each run has ``optimizer``, ``learning_rate``,
+    ``val_accuracy`` (best epoch), ``test_accuracy``, ``epochs_run``, ``seconds``. With ``ray`` (a
+    cluster address, or "local") the runs train at the same time as Ray tasks.
     """
     base = config.resolve()
     if not optimizers or not learning_rates:
         raise InvalidParameterError("a sweep needs at least one optimizer and one learning rate.")
     runs_config = [
-        TrainConfig(**{**asdict(base), "optimizer": opt, "learning_rate": lr}).resolve()
+        TrainConfig(**{**asdict(base), "optimizer": opt, "learning_rate": lr, "limit": None}).resolve()
         for opt, lr in sweep_grid(optimizers, learning_rates)
     ]  # validates every combination before the first run starts
     data = dataset.subset(base.limit, seed=base.seed) if base.limit else dataset
-    runs = []
-    for run_config in runs_config:
-        run_config.limit = None
-        result = train(data, run_config, progress=progress, verbose=verbose)
-        stage = result.history.get("fine_tune") or result.history.get("classifier", {})
-        val = stage.get("val_accuracy") or [float("nan")]
-        test_acc = accuracy(result.model, data.x_test, data.y_test)
-        runs.append({"optimizer": run_config.optimizer, "learning_rate": run_config.learning_rate,
-                     "val_accuracy": float(np.nanmax(val)), "test_accuracy": test_acc,
-                     "epochs_run": len(stage.get("loss", [])), "seconds": result.train_seconds})
+    runs = run_each(_sweep_row, [(data, run_config) for run_config in runs_config], ray=ray, progress=progress,
+                    verbose=verbose)
     best = max(runs, key=lambda r: (r["val_accuracy"], r["test_accuracy"]))
-    return {"arch": base.arch, "runs": runs, "best": best, "config": asdict(base)}
+    return {"arch": base.arch, "runs": runs, "best": best, "config": asdict(base), "ray": ray or None}

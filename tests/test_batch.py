@@ -100,3 +100,23 @@ def test_batch_bad_input_is_one_line_exit_2(photo_models, tmp_path, capsys):
                           ([str(PHOTOS), "--model", "sure_sneaker", "--batch-size", "0"], "--batch-size")):
         code, _summary, err = _run(capsys, *args, "--out", str(tmp_path / "out"))
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_cv_and_sweep_run_their_folds_and_runs_as_ray_tasks(ray_local, registry, capsys):
+    code = cli.main(["cv", "--arch", "seed003_cnn", "--folds", "2", "--epochs", "1", "--limit", "300", "--ray", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0
+    result = json.loads(captured.out)
+    assert result["ray"] == "local" and [f["fold"] for f in result["folds"]] == [1, 2]  # in fold order
+    assert all(0 <= f["test_accuracy"] <= 1 and f["epochs_run"] == 1 for f in result["folds"])
+    assert sorted(line for line in captured.err.splitlines() if "finished" in line) == \
+        ["fold 1 of 2 finished", "fold 2 of 2 finished"]  # reported as each Ray task ended
+
+    code = cli.main(["sweep", "--arch", "seed003_cnn", "--optimizers", "adam", "sgd", "--lrs", "1e-3",
+                     "--epochs", "1", "--limit", "300", "--ray", "--json", "--quiet"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["ray"] == "local"
+    assert [(r["optimizer"], r["learning_rate"]) for r in result["runs"]] == [("adam", 1e-3), ("sgd", 1e-3)]
+    assert result["best"] in result["runs"]
