@@ -15,16 +15,16 @@ the largest worker count. Writes ``artifacts/batch_scaling.json``. Run it on a q
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from scripts import generated
+
 REPO = Path(__file__).resolve().parent.parent
-README_START, README_END = "<!-- batch-scaling:start -->", "<!-- batch-scaling:end -->"
+README_START, README_END = generated.markers("batch-scaling")
 
 
 class TreeRss:
@@ -106,14 +106,6 @@ def readme_block(result):
             f"{README_END}")
 
 
-def write_readme(result, path=REPO / "README.md"):
-    text = path.read_text()
-    block = readme_block(result)
-    if README_START in text:
-        text = re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _m: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 def main():
@@ -125,12 +117,7 @@ def main():
     parser.add_argument("--readme", action="store_true", help="rewrite README's batch-scaling block")
     args = parser.parse_args()
     result = measure(args.model, tuple(args.sizes), tuple(args.workers))
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    if args.readme:
-        write_readme(result)
-    print(readme_block(result))
+    generated.save(result, args.json, "batch-scaling", readme_block(result), args.readme)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ Writes ``artifacts/serve_load.json``. Run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import re
 import socket
 import statistics
 import time
@@ -25,9 +23,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from scripts import generated
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "photos" / "images"
-README_START, README_END = "<!-- serve-load:start -->", "<!-- serve-load:end -->"
+README_START, README_END = generated.markers("serve-load")
 
 
 def _photos(count=20):
@@ -107,14 +107,6 @@ def readme_block(result):
             f"{first['replicas']} on this machine.\n{README_END}")
 
 
-def write_readme(result, path=REPO / "README.md"):
-    text = path.read_text()
-    block = readme_block(result)
-    if README_START in text:
-        text = re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _m: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 def main():
@@ -127,12 +119,7 @@ def main():
     parser.add_argument("--readme", action="store_true", help="rewrite README's serve-load block")
     args = parser.parse_args()
     result = measure(args.model, args.requests, args.concurrency, tuple(args.replicas))
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    if args.readme:
-        write_readme(result)
-    print(readme_block(result))
+    generated.save(result, args.json, "serve-load", readme_block(result), args.readme)
 
 
 if __name__ == "__main__":

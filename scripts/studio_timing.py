@@ -21,21 +21,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
-import re
 import statistics
 import threading
 import time
-from pathlib import Path
 
-from scripts import screenshots
+from scripts import generated, screenshots
 
 REPO = screenshots.REPO
 PAGES = ["", "evaluate", "latent", "classify", "models", "train"]
 ANSWER = "What the model sees"
-README_START, README_END = "<!-- studio-timing:start -->", "<!-- studio-timing:end -->"
+README_START, README_END = generated.markers("studio-timing")
 
 
 class PeakRss:
@@ -150,14 +147,6 @@ def readme_block(result):
             f"(target ≤ 1,024 MB).\n{README_END}")
 
 
-def write_readme(result, path=REPO / "README.md"):
-    text = path.read_text()
-    block = readme_block(result)
-    if README_START in text:
-        text = re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _m: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 def main():
@@ -169,12 +158,7 @@ def main():
     parser.add_argument("--readme", action="store_true", help="rewrite README's studio-timing block")
     args = parser.parse_args()
     result = measure(args.models_dir, args.repeats, args.sessions)
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    if args.readme:
-        write_readme(result)
-    print(readme_block(result))
+    generated.save(result, args.json, "studio-timing", readme_block(result), args.readme)
 
 
 if __name__ == "__main__":
