@@ -85,7 +85,7 @@ FULL = {"test_images": None, "repeats": 3, "latency_calls": 300, "gallery_images
         "ann_vectors": 1_000_000}
 QUICK = {"test_images": 1000, "repeats": 2, "latency_calls": 50, "gallery_images": 6000,
          "training_images": 512, "photo_images": 200, "real_photos": 300, "saliency_images": 40,
-         "ann_vectors": 20_000}
+         "ann_vectors": 5_000}
 # The parts of the benchmark, in the order they run (``bench --suite NAME`` runs some of them).
 SUITES = ("models", "single_image", "photo_proxy", "calibration", "saliency", "neighbours", "real_photos",
           "catalogue_retrieval", "training", "ann")

@@ -79,14 +79,3 @@ def photo_models(registry):
     save_photo_model(registry, "unsure", np.zeros(10), test_accuracy=0.5)
     return registry
 
-
-@pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray for the whole test session (its start-up is seconds): the Ray Serve and Ray
-    Data tests share it. They carry ``xdist_group("ray")`` so one worker runs them all."""
-    ray = pytest.importorskip("ray", reason="the scale extras are not installed (requirements-scale.txt)")
-    from fashion_core.serving import init_ray
-
-    init_ray()
-    yield ray
-    ray.shutdown()

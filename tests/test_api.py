@@ -1,7 +1,7 @@
 """The HTTP API (``api.create_app``) and its Ray Serve deployment (``serving``, ``serve``).
 
-The contract is tested in FastAPI's test client (fast, no Ray); one test starts Ray Serve for
-real on this machine and sends it HTTP requests.
+The contract is tested in FastAPI's test client (fast, no Ray). Ray Serve answering real HTTP
+requests is tested with the other Ray tests in ``test_scale.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from fashion_core import cli  # noqa: E402
 from fashion_core.api import create_app  # noqa: E402
-from fashion_core.errors import FashionError, ModelNotFoundError  # noqa: E402
+from fashion_core.errors import ModelNotFoundError  # noqa: E402
 from fashion_core.preprocess import MAX_UPLOAD_BYTES  # noqa: E402
 
 PHOTOS = Path(__file__).parent / "fixtures" / "photos" / "images"
@@ -93,28 +93,3 @@ def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("ray")
-def test_ray_serve_answers_real_http_requests(photo_models, ray_local, capsys):
-    import requests
-
-    from fashion_core import serving
-
-    with pytest.raises(FashionError, match="no_such_model|not found|unknown"):
-        serving.start("no_such_model", registry_root=photo_models.root)
-    port = _free_port()
-    url = serving.start("sure_sneaker", port=port, replicas=1, registry_root=photo_models.root)
-    try:
-        assert url == f"http://127.0.0.1:{port}"
-        assert requests.get(f"{url}/healthz", timeout=30).json()["model"] == "sure_sneaker"
-        photo = PHOTOS / "phone-06.jpg"
-        answer = requests.post(f"{url}/classify", files={"file": (photo.name, photo.read_bytes())}, timeout=60)
-        assert answer.status_code == 200
-        code, expected = _cli_json(capsys, str(photo), "--model", "sure_sneaker")
-        assert answer.json() == {**expected[0], "path": photo.name}
-        bad = requests.post(f"{url}/classify", files={"file": ("x.txt", b"hello")}, timeout=60)
-        assert bad.status_code == 400 and "not an image" in bad.json()["detail"]
-    finally:
-        serving.stop(shutdown_ray=False)  # the session's Ray stays for the other Ray tests

@@ -92,7 +92,7 @@ def test_bench_quick_json(models_env, capsys):
         assert _fraction(method["share_salient_lowers_more"]) and method["seconds"] >= 0
 
     ann = result["ann"]
-    assert ann["n"] == 20_000 and ann["dims"] == 64 and ann["k"] == 10 and "HNSW" in ann["index"]
+    assert ann["n"] == 5_000 and ann["dims"] == 64 and ann["k"] == 10 and "HNSW" in ann["index"]
     assert _finite_positive(ann["build_seconds"]) and _finite_positive(ann["query_ms_p50"])
     assert _finite_positive(ann["exact_query_ms_p50"]) and _fraction(ann["recall_at_10"])
     assert ann["queries"] == settings["latency_calls"] and ann["targets"] == {"recall_at_10": 0.95, "query_ms_p50": 5.0}

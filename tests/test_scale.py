@@ -1,9 +1,15 @@
-"""``batch``: a folder of photos (and broken files) through Ray Data into Parquet, resumable."""
+"""The scale extras against a real local Ray: ``batch`` (Ray Data into Parquet, resumable), ``serve``
+(Ray Serve over HTTP) and ``cv`` / ``sweep --ray`` (Ray tasks).
+
+Ray starts once for this module and stops when its last test ends (``ray_local``): its
+background processes would otherwise slow every other test of the session. The tests carry
+``xdist_group("ray")`` so one pytest worker runs them all, one after the other."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -12,8 +18,26 @@ pytest.importorskip("pyarrow", reason="the scale extras are not installed (requi
 import pyarrow.parquet as pq  # noqa: E402
 
 from fashion_core import batch, cli  # noqa: E402
+from fashion_core.errors import FashionError  # noqa: E402
 
 PHOTOS = Path(__file__).parent / "fixtures" / "photos" / "images"
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray for this module's tests."""
+    ray = pytest.importorskip("ray", reason="the scale extras are not installed (requirements-scale.txt)")
+    from fashion_core.serving import init_ray
+
+    init_ray()
+    yield ray
+    ray.shutdown()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture()
@@ -120,3 +144,30 @@ def test_cv_and_sweep_run_their_folds_and_runs_as_ray_tasks(ray_local, registry,
     assert code == 0 and result["ray"] == "local"
     assert [(r["optimizer"], r["learning_rate"]) for r in result["runs"]] == [("adam", 1e-3), ("sgd", 1e-3)]
     assert result["best"] in result["runs"]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_ray_serve_answers_real_http_requests(photo_models, ray_local, capsys):
+    import requests
+
+    from fashion_core import serving
+
+    with pytest.raises(FashionError, match="no_such_model|not found|unknown"):
+        serving.start("no_such_model", registry_root=photo_models.root)
+    port = _free_port()
+    url = serving.start("sure_sneaker", port=port, replicas=1, registry_root=photo_models.root)
+    try:
+        assert url == f"http://127.0.0.1:{port}"
+        assert requests.get(f"{url}/healthz", timeout=30).json()["model"] == "sure_sneaker"
+        photo = PHOTOS / "phone-06.jpg"
+        answer = requests.post(f"{url}/classify", files={"file": (photo.name, photo.read_bytes())}, timeout=60)
+        assert answer.status_code == 200
+        capsys.readouterr()
+        assert cli.main(["classify", str(photo), "--model", "sure_sneaker", "--json"]) == 0
+        expected = json.loads(capsys.readouterr().out)
+        assert answer.json() == {**expected[0], "path": photo.name}
+        bad = requests.post(f"{url}/classify", files={"file": ("x.txt", b"hello")}, timeout=60)
+        assert bad.status_code == 400 and "not an image" in bad.json()["detail"]
+    finally:
+        serving.stop(shutdown_ray=False)  # the module's Ray stays for the other Ray tests
