@@ -81,6 +81,7 @@ def _train_config(args):
             validation_fraction=getattr(args, "val_fraction", 0.1), seed=args.seed, limit=args.limit,
             precision=getattr(args, "precision", "float32"), class_weights=getattr(args, "class_weights", False),
             init_from=getattr(args, "init_from", None), build_options=options,
+            devices=_devices(getattr(args, "devices", None)),
         )
     if not args.arch:
         raise CommandError("train needs --arch ARCH or --preset NAME.")
@@ -95,7 +96,18 @@ def _train_config(args):
         init_from=getattr(args, "init_from", None),
         build_options=_build_options(getattr(args, "option", None) or []),
         head_epochs=getattr(args, "head_epochs", None), unfreeze=getattr(args, "unfreeze", None),
+        devices=_devices(getattr(args, "devices", None)),
     )
+
+
+def _devices(text):
+    """``--devices N|all`` → N or "all" (None without the option)."""
+    if text is None or text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise CommandError(f"--devices takes a whole number or 'all'; got {text!r}.") from None
 
 
 def _build_options(pairs):
@@ -433,6 +445,9 @@ def _train_arguments(p):
     p.add_argument("--limit", type=int, help="train on a random subset of this many images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name")
+    p.add_argument("--devices", metavar="N|all",
+                   help="train one model over N devices of this machine (its GPUs, else its logical CPUs) with "
+                        "MirroredStrategy; --batch-size is then the global batch")
     p.add_argument("--precision", choices=list(PRECISIONS), default="float32",
                    help="mixed_bfloat16 trains faster on CPUs with bf16 support; the saved model is float32")
     p.add_argument("--pretrain-epochs", type=int, help="autoencoder epochs (autoencoder models)")

@@ -62,6 +62,9 @@ class TrainConfig:
     head_epochs: int | None = None
     unfreeze: str | None = None
     freeze_bn: bool = False
+    # One model over several devices of this machine (``MirroredStrategy``): a count or "all";
+    # None / 1: the default device. ``batch_size`` is then the global batch, split between them.
+    devices: int | str | None = None
 
     def resolve(self):
         """A copy with defaults filled in from the architecture, after checking every value."""
@@ -110,7 +113,27 @@ class TrainConfig:
         _check_float("validation fraction", c.validation_fraction, 0.0, 0.5)
         _check_float("label smoothing", c.label_smoothing, 0.0, 0.5)
         _check_float("weight decay", c.weight_decay, 0.0, 1.0)
+        if c.devices is not None and c.devices != "all":
+            _check_int("devices", c.devices, 1, 1024)
         return c
+
+
+def _device_strategy(devices):
+    """A ``tf.distribute.MirroredStrategy`` over ``devices`` of this machine's accelerators (its
+    CPUs' logical devices when it has none), or None for one device. Asking for more devices than
+    there are is one clear error."""
+    if devices in (None, 1):
+        return None
+    import tensorflow as tf
+
+    available = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    wanted = len(available) if devices == "all" else int(devices)
+    if wanted > len(available):
+        kind = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+        raise InvalidParameterError(f"{wanted} devices asked for; this machine has {len(available)} {kind} device(s).")
+    if wanted == 1:
+        return None
+    return tf.distribute.MirroredStrategy(devices=[d.name for d in available[:wanted]])
 
 
 @dataclass(frozen=True)
@@ -517,7 +540,8 @@ def train(dataset, config, progress=None, verbose=0, init_model=None):
     started = time.perf_counter()
     history = {}
     cancelled = False
-    with _dtype_policy(config.precision):
+    strategy = _device_strategy(config.devices)
+    with _dtype_policy(config.precision), (strategy.scope() if strategy else contextlib.nullcontext()):
         with _seeded(config.seed):
             bundle = zoo.build(config.arch, data.image_shape, data.num_classes, **config.build_options)
         if init_model is not None:

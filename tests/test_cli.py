@@ -1,7 +1,10 @@
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 
 from fashion_core.cli import main
 
@@ -87,3 +90,38 @@ def test_train_preset_quick_json_reports_its_own_clock(registry, capsys):
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and "drop --arch" in result.stderr
     result = run_cli("train", "--epochs", "1")
     assert result.returncode == 2 and "--arch ARCH or --preset NAME" in result.stderr
+
+
+MIRRORED_RUN = """
+import sys
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]  # two logical CPU devices stand in for two GPUs
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from fashion_core.cli import main
+
+sys.exit(main(["train", "--arch", "seed004_cnn", "--epochs", "1", "--limit", "300", "--devices", "2",
+               "--name", "mirrored", "--json", "--quiet"]))
+"""
+
+
+@pytest.mark.slow
+def test_train_on_two_devices_with_mirrored_strategy(registry, tmp_path):
+    """``--devices 2`` trains one model over two devices (a fresh process: TensorFlow's devices
+    are fixed once it starts) and registers it like any run."""
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_RUN)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "FASHION_MODELS_DIR": str(registry.root)}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["name"] == "mirrored"
+    entry = registry.get("mirrored")
+    assert entry.metadata["hyper_parameters"]["devices"] == 2
+    assert registry.load_classifier("mirrored").output_shape[-1] == 10  # a normal registry model
+
+
+def test_devices_beyond_the_machine_are_one_line_exit_2(registry, capsys):
+    for devices, message in (("64", "64 devices asked for"), ("two", "--devices takes a whole number")):
+        assert main(["train", "--arch", "seed004_cnn", "--epochs", "1", "--limit", "100", "--devices", devices]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
