@@ -15,7 +15,10 @@ answers into Parquet:
 - ``DIR/predictions/part-*.parquet``: ``path``, ``class_name``, ``probability``, ``flagged``,
   ``ood_score`` (and ``embedding``, a list of float32, with ``--embed``), one file per
   ``PART_ROWS`` rows, each written atomically;
-- ``DIR/errors.parquet``: ``path``, ``reason`` for every file that could not be read or decoded.
+- ``DIR/errors.parquet``: ``path``, ``reason`` for every file that could not be read or decoded;
+- with ``--embed``, ``DIR/index.npz``: a faiss neighbour index over every embedding in DIR
+  (``neighbours.NeighbourIndex.save``; exact or HNSW by size, with the rows' ``paths`` and
+  ``class_names``), rebuilt after each run so it covers resumed runs too.
 
 Memory stays bounded: rows are written as they arrive, never collected. A rerun skips the paths
 already in DIR, so a killed job resumes where its last part file ended, without duplicates.
@@ -34,6 +37,7 @@ from .errors import DataError, FashionError, ImageError, InvalidParameterError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 PREDICTIONS = "predictions"
 ERRORS = "errors.parquet"
+INDEX = "index.npz"
 PART_ROWS = 5000
 GLOB_CHARS = set("*?[")
 
@@ -241,6 +245,29 @@ def _write_errors(out, new_errors):
     os.replace(tmp, path)
 
 
+def build_index(out, class_names):
+    """The neighbour index over every embedding in ``out``'s part files, saved as ``out/index.npz``
+    (labels: class indices in ``class_names``); returns its path, or None without embeddings."""
+    import numpy as np
+
+    from .neighbours import NeighbourIndex
+
+    pa, pq = _pyarrow()
+    parts = sorted((Path(out) / PREDICTIONS).glob("part-*.parquet"))
+    if not parts:
+        return None
+    if any("embedding" not in pq.read_schema(part).names for part in parts):
+        raise DataError(f"{out} holds rows without embeddings (a run without --embed): give --embed runs their own --out.")
+    table = pa.concat_tables([pq.read_table(part, columns=["path", "class_name", "embedding"]) for part in parts])
+    column = table.column("embedding").combine_chunks()
+    vectors = np.asarray(column.flatten(), np.float32).reshape(len(column), -1)  # no Python lists
+    position = {name: i for i, name in enumerate(class_names)}
+    labels = np.array([position.get(name, -1) for name in table.column("class_name").to_pylist()], np.int64)
+    index = NeighbourIndex(vectors, labels)
+    return index.save(Path(out) / INDEX, paths=np.array(table.column("path").to_pylist()),
+                      class_names=np.array(list(class_names)))
+
+
 def run_batch(source, model, out, embed=False, address=None, workers=None, batch_size=64, progress=None,
               registry_root=None):
     """Classify every image of ``source`` with registry model ``model`` into ``out``; returns
@@ -293,6 +320,9 @@ def run_batch(source, model, out, embed=False, address=None, workers=None, batch
     writer.close()
     if errors:
         _write_errors(out, errors)
+    if embed:
+        say("building the neighbour index of the embeddings")
+        build_index(out, registry.get(model).metadata.get("class_names") or [])
     seconds = time.perf_counter() - started
     return {**summary, "rows": seen - len(errors), "errors": len(errors), "seconds": seconds,
             "images_per_second": seen / seconds, "workers": workers}

@@ -19,7 +19,10 @@ them from several threads at once, so one index serves every dashboard session.
 
 from __future__ import annotations
 
+import json
+import os
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -86,6 +89,52 @@ class NeighbourIndex:
             self._exact.add(x)
         for array in (self.labels, *(a for a in (self._mean, self._axes) if a is not None)):
             array.flags.writeable = False
+
+    def save(self, path, **extra):
+        """Write the index to one ``.npz`` file (atomically: a temporary file, then renamed):
+        faiss' own serialisation, the labels, the PCA reduction if any, and ``extra`` arrays
+        (e.g. ``paths``). ``load`` reads it back without rebuilding anything."""
+        path = Path(path)
+        arrays = {"faiss": _faiss().serialize_index(self._hnsw if self._hnsw is not None else self._exact),
+                  "labels": self.labels,
+                  "meta": np.frombuffer(json.dumps({"input_dims": self.input_dims, "kind": self.kind}).encode(), np.uint8)}
+        if self._axes is not None:
+            arrays.update(mean=self._mean, axes=self._axes)
+        arrays.update({f"extra_{k}": np.asarray(v) for k, v in extra.items()})
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """``(index, extra)`` from a file ``save`` wrote; ``extra`` holds its extra arrays."""
+        faiss = _faiss()
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+            meta = json.loads(arrays["meta"].tobytes().decode())
+            stored = faiss.deserialize_index(arrays["faiss"])
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise InvalidParameterError(f"{path}: not a saved neighbour index ({exc}).") from None
+        index = cls.__new__(cls)
+        index.labels, index.input_dims = arrays["labels"], int(meta["input_dims"])
+        index._per_thread = threading.local()
+        index._mean, index._axes = arrays.get("mean"), arrays.get("axes")
+        index._stored = stored  # owns the C++ index; the downcast views below do not
+        if meta["kind"] == "hnsw":
+            index._hnsw = faiss.downcast_index(stored)
+            index._exact = faiss.downcast_index(index._hnsw.storage)
+        else:
+            index._hnsw, index._exact = None, faiss.downcast_index(stored)
+        index.dims = int(index._exact.d)
+        for array in (index.labels, *(a for a in (index._mean, index._axes) if a is not None)):
+            array.flags.writeable = False
+        return index, {k[len("extra_"):]: v for k, v in arrays.items() if k.startswith("extra_")}
 
     @property
     def kind(self):

@@ -157,3 +157,21 @@ def test_reconstruct(trained_registry, small_dataset):
     assert out.shape == images.shape and out.dtype == np.uint8
     assert np.abs(out.astype(float) - images).mean() < np.abs(255.0 - images).mean()  # closer than the negative
     assert latent.reconstruct(trained_registry.load_autoencoder("tiny_cnn"), images) is None
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_a_saved_index_loads_and_answers_the_same(tmp_path, approximate):
+    x, labels = _clustered(n=600, dims=300)  # wider than MAX_INDEX_DIMS: the PCA travels too
+    index = NeighbourIndex(x, labels, approximate=approximate)
+    paths = np.array([f"photo-{i}.jpg" for i in range(600)])
+    saved = index.save(tmp_path / "index.npz", paths=paths)
+    assert [p.name for p in tmp_path.iterdir()] == ["index.npz"]  # no temporary file left
+    loaded, extra = NeighbourIndex.load(saved)
+    assert loaded.kind == index.kind and len(loaded) == 600 and loaded.dims == index.dims
+    np.testing.assert_array_equal(extra["paths"], paths)
+    for q in (x[:1], x[:10]):
+        for a, b in zip(index.query(q, k=5, exclude=np.arange(len(q))), loaded.query(q, k=5, exclude=np.arange(len(q)))):
+            np.testing.assert_array_equal(a, b)
+    (tmp_path / "broken.npz").write_bytes(b"not an index")
+    with pytest.raises(InvalidParameterError, match="not a saved neighbour index"):
+        NeighbourIndex.load(tmp_path / "broken.npz")

@@ -105,6 +105,27 @@ def test_batch_answers_like_classify_keeps_errors_and_resumes(photo_models, ray_
     assert code == 0 and summary == {**summary, "rows": 0, "errors": 0, "skipped": n_photos + 2}
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_batch_embed_saves_a_neighbour_index_of_the_catalogue(ray_local, models_env, catalogue, tmp_path, capsys):
+    import numpy as np
+
+    from fashion_core.neighbours import NeighbourIndex
+
+    root, n_photos = catalogue
+    out = tmp_path / "out"
+    code, summary, _err = _run(capsys, str(root), "--model", "tiny_cnn", "--out", str(out), "--embed", "--workers", "1")
+    assert code == 0 and summary["rows"] == n_photos
+    rows = _predictions(out)
+    vectors = np.stack(rows["embedding"].to_numpy())
+    assert vectors.shape[0] == n_photos and vectors.shape[1] > 1
+    index, extra = NeighbourIndex.load(out / batch.INDEX)
+    assert len(index) == n_photos and sorted(extra["paths"]) == sorted(rows["path"])
+    first = list(extra["paths"]).index(rows["path"][0])
+    _d, found = index.query(vectors[0], k=1)
+    assert found[0][0] == first  # a photo's own embedding finds itself
+
+
 def test_batch_lists_folders_csvs_and_globs(catalogue, tmp_path):
     root, n_photos = catalogue
     assert len(batch.list_source(root)) == n_photos + 2  # images by name; notes.txt is not one
