@@ -33,6 +33,7 @@ import uuid
 from pathlib import Path
 
 from .errors import DataError, FashionError, ImageError, InvalidParameterError
+from .registry import write_file_atomic
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 PREDICTIONS = "predictions"
@@ -229,9 +230,7 @@ class _PartWriter:
         schema = pa.schema(fields)
         table = pa.Table.from_pylist(rows, schema=schema)
         name = f"part-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
-        tmp = self.folder / f".{name}.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.folder / name)
+        write_file_atomic(self.folder / name, lambda handle: pq.write_table(table, handle))
         self.parts += 1
 
 
@@ -240,9 +239,7 @@ def _write_errors(out, new_errors):
     path = Path(out) / ERRORS
     old = pq.read_table(path).to_pylist() if path.exists() else []
     table = pa.Table.from_pylist(old + new_errors, schema=pa.schema([("path", pa.string()), ("reason", pa.string())]))
-    tmp = path.with_name(f".{ERRORS}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    write_file_atomic(path, lambda handle: pq.write_table(table, handle))
 
 
 def build_index(out, class_names):

@@ -20,7 +20,6 @@ them from several threads at once, so one index serves every dashboard session.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 
@@ -91,7 +90,7 @@ class NeighbourIndex:
             array.flags.writeable = False
 
     def save(self, path, **extra):
-        """Write the index to one ``.npz`` file (atomically: a temporary file, then renamed):
+        """Write the index to one ``.npz`` file, atomically (``registry.write_file_atomic``):
         faiss' own serialisation, the labels, the PCA reduction if any, and ``extra`` arrays
         (e.g. ``paths``). ``load`` reads it back without rebuilding anything."""
         path = Path(path)
@@ -101,14 +100,9 @@ class NeighbourIndex:
         if self._axes is not None:
             arrays.update(mean=self._mean, axes=self._axes)
         arrays.update({f"extra_{k}": np.asarray(v) for k, v in extra.items()})
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, **arrays)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        from .registry import write_file_atomic
+
+        return write_file_atomic(path, lambda handle: np.savez(handle, **arrays))
 
     @classmethod
     def load(cls, path):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -96,16 +95,11 @@ def write(entry, artefacts):
     """Store ``artefacts`` (``compute``'s dict) atomically: the small arrays beside the model,
     the embeddings in the on-disk cache. Returns the path of ``precomputed.npz``."""
     from . import diskcache
+    from .registry import write_file_atomic
 
     small = {k: v for k, v in artefacts.items() if k != "embeddings"}
     path = entry.path / ARTEFACT_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **small)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_file_atomic(path, lambda handle: np.savez_compressed(handle, **small))
     key = embeddings_cache_key(entry.name, str(artefacts["stamp"]))
     diskcache.cached_array(key, lambda: np.asarray(artefacts["embeddings"]))
     return path

@@ -101,20 +101,27 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def write_bytes_atomic(path, data):
-    """Write ``data`` (bytes) to ``path`` via a temporary file in the same folder + rename, so
-    readers see the old file or the new one, never half of one."""
+def write_file_atomic(path, write):
+    """Call ``write(handle)`` on a temporary file in ``path``'s folder, then rename it to ``path``,
+    so readers see the old file or the new one, never half of one (a process killed mid-save
+    leaves no partial file behind)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def write_bytes_atomic(path, data):
+    """Write ``data`` (bytes) to ``path`` atomically (``write_file_atomic``)."""
+    return write_file_atomic(path, lambda handle: handle.write(data))
 
 
 def write_json_atomic(path, data):
