@@ -269,8 +269,8 @@ def run_batch(source, model, out, embed=False, address=None, workers=None, batch
               registry_root=None):
     """Classify every image of ``source`` with registry model ``model`` into ``out``; returns
     ``{"rows", "errors", "skipped", "seconds", "images_per_second", "workers", "out"}``."""
+    from .cluster import cpu_share, init_ray
     from .registry import Registry
-    from .serving import init_ray
 
     started = time.perf_counter()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 4096:
@@ -292,10 +292,8 @@ def run_batch(source, model, out, embed=False, address=None, workers=None, batch
     import ray
 
     init_ray(address)
-    cpus = float(ray.cluster_resources().get("CPU", 1.0))
-    workers = workers or max(1, int(cpus))
-    # Fractional CPUs: actors asking for whole CPUs on a small machine starve Ray Data's own tasks.
-    per_worker = max(0.1, min(1.0, 0.9 * cpus / workers))
+    workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1.0)))
+    per_worker = cpu_share(workers, fraction=0.9)  # and a little left for Ray Data's own tasks
     dataset = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=max(1, min(len(todo) // batch_size, 2000)))
     answered = dataset.map_batches(Predictor, fn_constructor_args=(model, str(registry.root), embed),
                                    batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers),

@@ -4,67 +4,24 @@ HTTP proxy, on this machine or on an existing Ray cluster (``address``).
 ``start`` returns once the replicas answer; ``stop`` tears the application down (and the local
 Ray it started). ``python -m fashion_core serve`` is ``start`` and then waiting for Ctrl-C.
 Each replica builds the app itself (``serve.ingress`` with a builder), so the model is loaded
-once per replica process, never pickled. On a cluster the nodes need this package installed
-(docs/SCALE.md); on this machine the workers get the checkout on ``PYTHONPATH``.
+once per replica process, never pickled. Connecting to Ray is ``cluster.init_ray``'s.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
+from .cluster import cpu_share, init_ray, ray_module
 from .errors import FashionError, InvalidParameterError
 
 APP_NAME = "fashion_studio"
 DEPLOYMENT = "api"
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _ray():
+def _serve():
     try:
-        import ray
         from ray import serve
     except ImportError:
         raise FashionError("serving needs the scale extras: pip install -r requirements-scale.txt") from None
-    return ray, serve
-
-
-def check_reachable(address, timeout=5.0):
-    """Refuse, in one line and within ``timeout`` seconds, a cluster address (``HOST:PORT`` or
-    ``ray://HOST:PORT``) nothing listens on: Ray itself would retry for minutes."""
-    import socket
-
-    if not address or address == "auto":
-        return
-    target = address.split("://", 1)[-1]
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        raise InvalidParameterError(f"--address must look like HOST:PORT or ray://HOST:PORT; got {address!r}.")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise FashionError(f"could not connect to the Ray cluster at {address}: {exc.strerror or exc}") from None
-
-
-def init_ray(address=None):
-    """Connect to the Ray cluster at ``address``, or start Ray on this machine (its cores);
-    nothing happens when this process is already connected. Returns True when it connected now."""
-    ray, _serve = _ray()
-    check_reachable(address)  # first: an unreachable address is refused even when Ray is already up
-    if ray.is_initialized():
-        return False
-    env = {key: os.environ[key] for key in ("FASHION_MNIST_DIR", "FASHION_PHOTOS_DIR", "FASHION_CACHE_DIR",
-                                            "TF_CPP_MIN_LOG_LEVEL") if key in os.environ}
-    if not address:  # local workers import this checkout
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p)
-    try:
-        ray.init(address=address or None, runtime_env={"env_vars": env}, include_dashboard=False,
-                 logging_level="ERROR", log_to_driver=False)
-    except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
-        where = f"the Ray cluster at {address}" if address else "a local Ray"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FashionError(f"could not connect to {where}: {reason}") from None
-    return True
+    return serve
 
 
 def start(model=None, port=8000, replicas=1, address=None, host="127.0.0.1", registry_root=None):
@@ -81,11 +38,10 @@ def start(model=None, port=8000, replicas=1, address=None, host="127.0.0.1", reg
     if name is None:
         raise FashionError(f"no models in {registry.root}: train or import one first.")
     registry.get(name)  # an unknown model fails here, before anything starts
-    ray, serve = _ray()
+    serve = _serve()
     init_ray(address)
     from .api import create_app
 
-    cpus = float(ray.cluster_resources().get("CPU", 1.0))
     serve.start(http_options={"host": host, "port": port})
     root = str(registry.root)
 
@@ -93,7 +49,7 @@ def start(model=None, port=8000, replicas=1, address=None, host="127.0.0.1", reg
         return create_app(name, root)
 
     deployment = serve.deployment(serve.ingress(builder)(), name=DEPLOYMENT, num_replicas=replicas,
-                                  ray_actor_options={"num_cpus": min(1.0, cpus / replicas)})
+                                  ray_actor_options={"num_cpus": cpu_share(replicas)})
     serve.run(deployment.bind(), name=APP_NAME, route_prefix="/", blocking=False)
     _wait_until_running(serve)
     return f"http://{host}:{port}"
@@ -117,7 +73,7 @@ def _wait_until_running(serve, timeout=300):
 def stop(shutdown_ray=True):
     """Delete the application and Ray Serve; with ``shutdown_ray`` also disconnect from Ray (a
     local Ray this process started stops)."""
-    ray, serve = _ray()
+    ray, serve = ray_module(), _serve()
     if not ray.is_initialized():
         return
     serve.shutdown()

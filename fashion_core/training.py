@@ -692,30 +692,27 @@ def run_each(function, calls, ray=None, progress=None, verbose=0):
     report no per-batch progress (it cannot cross processes); the CLI says when each one ends."""
     if not ray:
         return [function(*args, progress=progress, verbose=verbose) for args in calls]
-    import ray as ray_module
-
-    from .serving import init_ray
+    from .cluster import cpu_share, init_ray, ray_module
 
     init_ray(None if ray == "local" else ray)
-    cpus = float(ray_module.cluster_resources().get("CPU", 1.0))
-    task = ray_module.remote(function).options(num_cpus=max(0.1, min(1.0, cpus / len(calls))), max_retries=0)
-    shared = {}  # one object-store copy of an argument passed to several calls (a sweep's data)
+    ray_api = ray_module()
+    task = ray_api.remote(function).options(num_cpus=cpu_share(len(calls)), max_retries=0)
+    shared = {}  # one object-store copy per argument object (a sweep's data is passed to every run)
 
     def put(value):
-        key = id(value)
-        if key not in shared:
-            shared[key] = ray_module.put(value)
-        return shared[key]
+        if id(value) not in shared:
+            shared[id(value)] = ray_api.put(value)
+        return shared[id(value)]
 
-    pending = [task.remote(*(put(a) if hasattr(a, "x_train") else a for a in args)) for args in calls]
+    pending = [task.remote(*map(put, args)) for args in calls]
     say = getattr(progress, "on_task_end", None)
     results = dict.fromkeys(range(len(pending)))
     order = {ref: i for i, ref in enumerate(pending)}
     remaining = list(pending)
     while remaining:
-        done, remaining = ray_module.wait(remaining, num_returns=1)
+        done, remaining = ray_api.wait(remaining, num_returns=1)
         i = order[done[0]]
-        results[i] = ray_module.get(done[0])
+        results[i] = ray_api.get(done[0])
         if say:
             say(i, len(pending))
     return [results[i] for i in range(len(pending))]

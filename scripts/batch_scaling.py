@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -27,35 +26,17 @@ REPO = Path(__file__).resolve().parent.parent
 README_START, README_END = generated.markers("batch-scaling")
 
 
-class TreeRss:
-    """Peak resident memory (MB) of this process and all its descendants."""
+def tree_rss_mb():
+    """Resident memory (MB) of this process and all its descendants (the local Ray, its workers)."""
+    import psutil
 
-    def __init__(self):
-        import psutil
-
-        self.process, self.peak_mb, self._stop = psutil.Process(), 0.0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        import psutil
-
-        while not self._stop.is_set():
-            total = 0
-            for p in [self.process, *self.process.children(recursive=True)]:
-                try:
-                    total += p.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.peak_mb = max(self.peak_mb, total / 2**20)
-            self._stop.wait(0.2)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    total = 0
+    for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            total += process.memory_info().rss
+        except psutil.Error:  # gone between listing and reading
+            pass
+    return total / 2**20
 
 
 def _photo_paths(limit):
@@ -74,7 +55,7 @@ def _run(model, paths, workers):
     with tempfile.TemporaryDirectory() as tmp:
         listing = Path(tmp) / "photos.csv"
         listing.write_text("path,label\n" + "".join(f"{p},x\n" for p in paths))
-        with TreeRss() as rss:
+        with generated.PeakMemory(tree_rss_mb) as rss:
             summary = run_batch(str(listing), model, Path(tmp) / "out", workers=workers)
     return {"images": len(paths), "workers": workers, "seconds": summary["seconds"],
             "images_per_second": summary["images_per_second"], "errors": summary["errors"], "peak_rss_mb": rss.peak_mb}
@@ -82,7 +63,7 @@ def _run(model, paths, workers):
 
 def measure(model=None, sizes=(500, 2000), worker_counts=(1, 2)):
     from fashion_core.registry import Registry, default_photo_model_name
-    from fashion_core.serving import init_ray
+    from fashion_core.cluster import init_ray
 
     model = model or default_photo_model_name(Registry())
     init_ray()

@@ -24,7 +24,6 @@ import asyncio
 import os
 import platform
 import statistics
-import threading
 import time
 
 from scripts import generated, screenshots
@@ -33,29 +32,6 @@ REPO = screenshots.REPO
 PAGES = ["", "evaluate", "latent", "classify", "models", "train"]
 ANSWER = "What the model sees"
 README_START, README_END = generated.markers("studio-timing")
-
-
-class PeakRss:
-    """Samples the server's resident memory in a thread; ``peak_mb`` after ``stop``."""
-
-    def __init__(self, url):
-        self.url, self.peak_mb, self._stop = url, 0.0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            rss = screenshots.server_rss_mb(self.url)
-            if rss == rss:  # not NaN
-                self.peak_mb = max(self.peak_mb, rss)
-            self._stop.wait(0.2)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 async def _settle(page, timeout=300):
@@ -127,7 +103,7 @@ async def _measure(url, repeats, sessions):
 
 def measure(models_dir, repeats=3, sessions=8):
     env = {"FASHION_MODELS_DIR": str(models_dir)}
-    with screenshots.streamlit_server(env) as url, PeakRss(url) as rss:
+    with screenshots.streamlit_server(env) as url, generated.PeakMemory(lambda: screenshots.server_rss_mb(url)) as rss:
         settle, uploads = asyncio.run(_measure(url, repeats, sessions))
     return {"date": time.strftime("%Y-%m-%d"), "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
             "models_dir": str(models_dir), "repeats": repeats, "settle": settle, "uploads": uploads,

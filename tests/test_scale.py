@@ -27,7 +27,7 @@ PHOTOS = Path(__file__).parent / "fixtures" / "photos" / "images"
 def ray_local():
     """One local Ray for this module's tests."""
     ray = pytest.importorskip("ray", reason="the scale extras are not installed (requirements-scale.txt)")
-    from fashion_core.serving import init_ray
+    from fashion_core.cluster import init_ray
 
     init_ray()
     yield ray
