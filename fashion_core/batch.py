@@ -17,8 +17,10 @@ answers into Parquet:
   ``PART_ROWS`` rows, each written atomically;
 - ``DIR/errors.parquet``: ``path``, ``reason`` for every file that could not be read or decoded;
 - with ``--embed``, ``DIR/index.npz``: a faiss neighbour index over every embedding in DIR
-  (``neighbours.NeighbourIndex.save``; exact or HNSW by size, with the rows' ``paths`` and
-  ``class_names``), rebuilt after each run so it covers resumed runs too.
+  (``neighbours.NeighbourIndex.save``; exact or HNSW by size, with the rows' ``paths``, the
+  ``class_names``, the ``model`` and the ``source``), rebuilt after each run so it covers resumed
+  runs too, and recorded in the registry (``saved_indexes``) so the Latent space page can search
+  the catalogue with it (``CatalogueIndex``).
 
 Memory stays bounded: rows are written as they arrive, never collected. A rerun skips the paths
 already in DIR, so a killed job resumes where its last part file ended, without duplicates.
@@ -39,6 +41,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".ti
 PREDICTIONS = "predictions"
 ERRORS = "errors.parquet"
 INDEX = "index.npz"
+INDEX_RECORDS = "_catalogue_indexes.json"  # in the registry folder: the saved indexes the dashboard offers
 PART_ROWS = 5000
 GLOB_CHARS = set("*?[")
 
@@ -242,9 +245,10 @@ def _write_errors(out, new_errors):
     write_file_atomic(path, lambda handle: pq.write_table(table, handle))
 
 
-def build_index(out, class_names):
+def build_index(out, class_names, model="", source=""):
     """The neighbour index over every embedding in ``out``'s part files, saved as ``out/index.npz``
-    (labels: class indices in ``class_names``); returns its path, or None without embeddings."""
+    (labels: class indices in ``class_names``; ``model`` and ``source`` kept with it); returns
+    ``(path, rows)``, or None without embeddings."""
     import numpy as np
 
     from .neighbours import NeighbourIndex
@@ -261,8 +265,68 @@ def build_index(out, class_names):
     position = {name: i for i, name in enumerate(class_names)}
     labels = np.array([position.get(name, -1) for name in table.column("class_name").to_pylist()], np.int64)
     index = NeighbourIndex(vectors, labels)
-    return index.save(Path(out) / INDEX, paths=np.array(table.column("path").to_pylist()),
-                      class_names=np.array(list(class_names)))
+    path = index.save(Path(out) / INDEX, paths=np.array(table.column("path").to_pylist()),
+                      class_names=np.array(list(class_names)), model=np.array(str(model)), source=np.array(str(source)))
+    return path, len(index)
+
+
+def record_index(registry, path, model, source, rows):
+    """Add (or refresh) a saved index in the registry's list of catalogue indexes."""
+    from .registry import write_json_atomic
+
+    path = str(Path(path).resolve())
+    kept = [r for r in _index_records(registry) if r.get("path") != path]
+    record = {"path": path, "model": model, "source": str(source), "rows": int(rows),
+              "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    write_json_atomic(Path(registry.root) / INDEX_RECORDS, [record, *kept])
+    return record
+
+
+def _index_records(registry):
+    import json
+
+    try:
+        records = json.loads((Path(registry.root) / INDEX_RECORDS).read_text())
+    except (OSError, ValueError):
+        return []
+    return [r for r in records if isinstance(r, dict) and isinstance(r.get("path"), str)] if isinstance(records, list) else []
+
+
+def saved_indexes(registry, model=None):
+    """The catalogue indexes ``batch --embed`` saved whose file is still there (newest first),
+    each ``{"path", "model", "source", "rows", "created_at"}``; only ``model``'s when given."""
+    return [r for r in _index_records(registry)
+            if (model is None or r.get("model") == model) and Path(r["path"]).is_file()]
+
+
+class CatalogueIndex:
+    """A saved catalogue index (``DIR/index.npz``) with its rows' paths and classes: what the
+    Latent space page searches. Query vectors must come from the index's ``model``, embedded as
+    ``batch`` embedded the catalogue (``latent.embed`` of its ``encoder_for``)."""
+
+    def __init__(self, path):
+        from .neighbours import NeighbourIndex
+
+        self.path = Path(path)
+        self.index, extra = NeighbourIndex.load(self.path)
+        self.paths = extra.get("paths")
+        if self.paths is None or len(self.paths) != len(self.index):
+            raise DataError(f"{path}: not an index written by batch --embed (no path for each row).")
+        self.class_names = [str(c) for c in extra.get("class_names", [])]
+        self.model = str(extra.get("model", ""))
+        self.source = str(extra.get("source", ""))
+
+    def __len__(self):
+        return len(self.index)
+
+    def class_of(self, row):
+        label = int(self.index.labels[row])
+        return self.class_names[label] if 0 <= label < len(self.class_names) else "?"
+
+    def search(self, vector, k=8, exclude=None):
+        """``[(row, path, class_name, distance)]`` of the ``k`` nearest catalogue photos."""
+        distances, found = self.index.query(vector, k=k, exclude=[-1 if exclude is None else exclude])
+        return [(int(r), str(self.paths[r]), self.class_of(r), float(d)) for r, d in zip(found[0], distances[0])]
 
 
 def run_batch(source, model, out, embed=False, address=None, workers=None, batch_size=64, progress=None,
@@ -317,7 +381,10 @@ def run_batch(source, model, out, embed=False, address=None, workers=None, batch
         _write_errors(out, errors)
     if embed:
         say("building the neighbour index of the embeddings")
-        build_index(out, registry.get(model).metadata.get("class_names") or [])
+        built = build_index(out, registry.get(model).metadata.get("class_names") or [], model=model, source=source)
+        if built:
+            path, rows = built
+            record_index(registry, path, model, source, rows)
     seconds = time.perf_counter() - started
     return {**summary, "rows": seen - len(errors), "errors": len(errors), "seconds": seconds,
             "images_per_second": seen / seconds, "workers": workers}

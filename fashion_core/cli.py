@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shlex
@@ -148,19 +149,25 @@ def _transfer_run(args, registry):
 
 
 def cmd_train(args):
+    from . import transfer, zoo
     from .registry import Registry, suggest_name
     from .runs import train_and_save
 
     registry = Registry()
     transfer_run = bool(args.init_from) and (bool(args.data_dir) or args.init_from.startswith("imagenet:"))
-    if args.weights and not transfer_run:
-        raise CommandError("--weights applies with --from imagenet:NAME only.")
+    if args.weights and not transfer_run and not (args.arch and "weights" in zoo.build_options_of(args.arch)):
+        raise CommandError("--weights applies with --from imagenet:NAME or an architecture built on ImageNet "
+                           "weights (--arch vgg16_transfer).")
     if not args.arch and not args.init_from and not args.preset:
         raise CommandError("train needs --arch ARCH or --preset NAME (or --from MODEL to start from a trained model).")
     if not transfer_run:
         if not args.preset:
             args.arch = args.arch or registry.get(args.init_from).metadata.get("arch")
-        config = _train_config(args).resolve()  # fail fast before loading data
+        config = _train_config(args)
+        if args.weights:  # VGG16's ImageNet weights from a local file (offline)
+            config = dataclasses.replace(config, build_options={**config.build_options,
+                                                                "weights": transfer.weights_file(args.weights)})
+        config = config.resolve()  # fail fast before loading data
     name = args.name or suggest_name(f"{args.preset or args.arch or args.init_from}-{args.epochs or 'default'}ep")
     try:
         registry.check_name_free(name, args.overwrite)
@@ -170,7 +177,7 @@ def cmd_train(args):
         config, dataset = _transfer_run(args, registry)
     else:
         dataset = _dataset_from_args(args)
-    command = shlex.join(["python", "-m", "fashion_core", *(a for a in sys.argv[1:] if a != "--record-argv")]) if args.record_argv else None
+    command = shlex.join(["python", "-m", "fashion_core", *(a for a in sys.argv[1:] if a not in ("--record-argv", "--json"))]) if args.record_argv else None
     entry, result, evaluation = train_and_save(
         dataset, config, name, registry=registry, verbose=1 if not args.quiet else 0,
         overwrite=args.overwrite, command=command,
@@ -234,6 +241,8 @@ def cmd_precompute(args):
 
 def _optional_name_argument(parser):
     parser.add_argument("name", nargs="?", help="one model (default: every model in the registry)")
+
+
 def cmd_calibrate(args):
     from .runs import calibrate_and_store
 
@@ -456,7 +465,8 @@ def _train_arguments(p):
     p.add_argument("--from", dest="init_from", metavar="MODEL",
                    help="start from this registry model's weights (fine-tuning) instead of random ones; with --data-dir, "
                         "or imagenet:NAME, a new head for the catalogue's classes, then fine-tuning (docs/TRANSFER.md)")
-    p.add_argument("--weights", metavar="FILE", help="with --from imagenet:NAME: a local ImageNet weights file (offline)")
+    p.add_argument("--weights", metavar="FILE", help="a local ImageNet weights file (offline), with --from imagenet:NAME "
+                                                   "or --arch vgg16_transfer (Keras' vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5)")
     p.add_argument("--head-epochs", type=int, help="with --from onto a catalogue: epochs of the new head alone")
     p.add_argument("--unfreeze", choices=list(UNFREEZE), help="with --from onto a catalogue: layers fine-tuned")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",

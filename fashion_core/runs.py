@@ -112,7 +112,11 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
         "command": command or reproduce_command(config, name, dataset.spec, dataset.additions),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "keras_version": keras.__version__,
+        "keras_backend": keras.backend.backend(),
     }
+    accelerator = training_accelerator()
+    if accelerator:
+        metadata["accelerator"] = accelerator
     if config.init_from:
         metadata["parent"] = config.init_from
         metadata["lineage"] = transfer.lineage_of(config.init_from, registry)
@@ -128,6 +132,26 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
                           extra_json={CALIBRATION_FILE: calibration} if calibration else None)
     precompute_and_store(name, registry=registry, model=result.model, dataset=dataset, predictions=predictions)
     return entry, result, evaluation
+
+
+def training_accelerator():
+    """The GPU Keras trains on in this process ("NVIDIA H100 80GB HBM3"), or None on a CPU."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        return gpus[0].device_kind if gpus else None
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") if gpus else None
 
 
 def _check_not_stopped(progress):
@@ -233,7 +257,8 @@ def evaluate_and_store(name, registry=None, model=None, dataset=None):
     evaluation = evaluate_model(model, dataset, tta=entry.uses_flip_tta, temperature=entry.temperature,
                                 predictions=predictions)
     registry.update_json(name, EVALUATION_FILE, evaluation)
-    registry.update_metadata(name, test_accuracy=evaluation["accuracy"], test_loss=evaluation["loss"])
+    registry.update_metadata(name, test_accuracy=evaluation["accuracy"], test_loss=evaluation["loss"],
+                             **({"flip_tta_accuracy": evaluation["flip_tta_accuracy"]} if "flip_tta_accuracy" in evaluation else {}))
     precompute_and_store(name, registry=registry, model=model, dataset=dataset, predictions=predictions)
     return evaluation
 

@@ -64,6 +64,30 @@ def test_train_rejects_a_bad_name_before_training(models_env):
     assert "escape" not in " ".join(models_env.names())
 
 
+def test_train_offers_vgg16_from_imagenet_a_local_file_or_scratch(models_env, tmp_path, monkeypatch):
+    """VGG16's ImageNet weights: Keras' download (pre-selected once cached), a local copy of Keras'
+    file (a missing one is one clear message) or none at all."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # nothing cached: from scratch by default
+    at = custom_setup(open_app("views/train.py"))
+    at.selectbox(key="train_arch").set_value("vgg16_transfer")
+    at.run()
+    assert_clean(at)
+    assert at.radio(key="train_vgg16_weights").value == "scratch"
+    at.radio(key="train_vgg16_weights").set_value("file")
+    at.run()
+    at.text_input(key="train_vgg16_file").set_value(str(tmp_path / "missing.h5"))
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] and all("file not found" in e.value for e in at.error)
+    (tmp_path / "keras" / "models").mkdir(parents=True)
+    (tmp_path / "keras" / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"cached")
+    fresh = custom_setup(open_app("views/train.py"))
+    fresh.selectbox(key="train_arch").set_value("vgg16_transfer")
+    fresh.run()
+    assert fresh.radio(key="train_vgg16_weights").value == "imagenet"
+    assert any("Already in Keras' cache" in c.value for c in fresh.caption)
+
+
 def test_evaluate_a_model_and_pick_a_confusion_cell(models_env):
     at = open_app("views/evaluate.py")
     at.multiselect(key="evaluate_models").set_value(["tiny_cnn"])
@@ -118,6 +142,45 @@ def test_latent_space_neighbours_of_a_test_image(models_env):
     assert_clean(at)
     assert any("nearest neighbours of test image 3" in h.value for h in at.subheader)
     assert any(m.label == "Precision@5" for m in at.metric)
+
+
+def test_latent_space_searches_a_saved_catalogue_index(models_env, tmp_path):
+    """A catalogue index saved by ``batch --embed`` (its file format, built here without Ray) is
+    offered as a gallery of the model that made it, and its photos are searched."""
+    from pathlib import Path
+
+    from fashion_core import batch, latent
+    from fashion_core.inference import Classifier
+    from fashion_core.neighbours import NeighbourIndex
+    from fashion_core.registry import Registry
+    from tests.helpers import PHOTO_FIXTURES
+
+    registry = Registry()
+    photos = sorted(str(p) for p in (PHOTO_FIXTURES / "images").glob("*.jpg"))
+    classifier = Classifier.from_registry("tiny_cnn", registry=registry)
+    answers = classifier.classify_many([(p, Path(p).read_bytes()) for p in photos])
+    vectors = latent.embed(latent.encoder_for("tiny_cnn", registry)[0], np.stack([a.prepared.model_input for a in answers]))
+    path = NeighbourIndex(vectors, np.array([a.class_index for a in answers])).save(
+        tmp_path / batch.INDEX, paths=np.array(photos), class_names=np.array(classifier.class_names),
+        model=np.array("tiny_cnn"), source=np.array("my shop"))
+    batch.record_index(registry, path, "tiny_cnn", "my shop", len(photos))
+
+    at = open_app("views/latent.py")
+    at.selectbox(key="latent_model").set_value("tiny_cnn")
+    at.run()
+    gallery = at.selectbox(key="latent_gallery")
+    choice = f"index:{Path(path).resolve()}"
+    assert choice in gallery.options or any("my shop" in o for o in gallery.options)
+    gallery.set_value(choice)
+    at.run()
+    assert_clean(at)
+    at.number_input(key="latent_catalogue_row").set_value(2)
+    at.number_input(key="latent_k").set_value(3)
+    at.run()
+    assert_clean(at)
+    assert any("The 3 nearest catalogue photos" in h.value for h in at.subheader)
+    assert any(m.label == "Same class in the 3 nearest" for m in at.metric)
+    assert any("my shop" in c.value and f"{len(photos)} photos" in c.value for c in at.caption)
 
 
 def test_classify_an_uploaded_image_and_a_bad_file(models_env, fashion_mnist):

@@ -50,6 +50,15 @@ def test_bad_input_exit_code_2_one_line_no_traceback(registry):
         assert result.stderr.strip().count("\n") == 0, result.stderr
 
 
+def test_weights_file_applies_to_imagenet_architectures_only(registry, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["train", "--arch", "seed004_cnn", "--weights", str(tmp_path / "w.h5"), "--epochs", "1"]) == 2
+    assert "--arch vgg16_transfer" in capsys.readouterr().err
+    assert main(["train", "--arch", "vgg16_transfer", "--weights", str(tmp_path / "missing.h5"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "file not found" in err and err.count("\n") == 1
+
+
 def test_unknown_arch_is_usage_error(registry):
     result = run_cli("train", "--arch", "nope")
     assert result.returncode == 2

@@ -124,6 +124,23 @@ def test_batch_embed_saves_a_neighbour_index_of_the_catalogue(ray_local, models_
     first = list(extra["paths"]).index(rows["path"][0])
     _d, found = index.query(vectors[0], k=1)
     assert found[0][0] == first  # a photo's own embedding finds itself
+    # Recorded in the registry for the dashboard, with the model that made it; a photo embedded as
+    # the Latent space page embeds an upload finds itself in the saved catalogue index.
+    from fashion_core import latent
+    from fashion_core.inference import Classifier
+    from fashion_core.registry import Registry
+
+    registry = Registry()
+    [record] = [r for r in batch.saved_indexes(registry, model="tiny_cnn") if r["path"] == str((out / batch.INDEX).resolve())]
+    assert record["rows"] == n_photos and record["source"] == str(root)
+    assert batch.saved_indexes(registry, model="sure_sneaker") == []
+    saved = batch.CatalogueIndex(record["path"])
+    assert saved.model == "tiny_cnn" and len(saved) == n_photos and saved.source == str(root)
+    prepared = Classifier.from_registry("tiny_cnn", registry=registry).preprocess(batch.read_bytes(rows["path"][0]))
+    query = latent.embed(latent.encoder_for("tiny_cnn", registry)[0], prepared.model_input[None])
+    [(row, path, class_name, distance)] = saved.search(query, k=1)
+    assert (row, path, class_name) == (first, rows["path"][0], rows["class_name"][0]) and distance < 1e-3
+    assert saved.search(query, k=1, exclude=first)[0][0] != first
 
 
 def test_batch_lists_folders_csvs_and_globs(catalogue, tmp_path):

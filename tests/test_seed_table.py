@@ -19,6 +19,33 @@ def test_paper_percent(seed_table):
     assert seed_table.paper_percent("") is None
 
 
+def test_notes_name_the_reading_and_hold_our_targets_without_tta(seed_table):
+    """An option with the architecture's own note (a reading of the paper) is named in the row;
+    our own model meets its target on plain test accuracy only, never "within half a point"."""
+    from fashion_core import zoo
+
+    def meta(accuracy, tta=None, **options):
+        return {"test_accuracy": accuracy, "flip_tta_accuracy": tta, "epochs_run": {"classifier": 20},
+                "hyper_parameters": {"epochs": 20, "build_options": options}}
+
+    ae = zoo.ARCHITECTURES["conv_autoencoder"]
+    assert "reading: the encoder trains" in seed_table.note_for(meta(0.93, frozen_encoder=False), ae, 93.0)
+    assert "reading:" not in seed_table.note_for(meta(0.93), ae, 93.0)
+    ours = zoo.ARCHITECTURES["fashion_net"]
+    assert seed_table.note_for(meta(0.9474, 0.9598), ours, 95.98).endswith("vs target: below target")
+    assert seed_table.note_for(meta(0.9563, 0.9598), ours, 95.98).endswith("vs target: target met")
+
+
+def test_quick_preset_paragraph_from_the_commands_json(seed_table):
+    assert seed_table.render_quick(None) is None
+    run = {"test_accuracy": 0.9351, "flip_tta_accuracy": 0.9372, "epochs": {"classifier": 12}, "train_seconds": 520.0,
+           "wall_seconds": 570.0, "date": "2026-11-27T06:10:00+00:00", "machine": "2 CPUs",
+           "command": "python -m fashion_core train --preset quick --name quick --json"}
+    text = seed_table.render_quick(run)
+    assert "**93.51%**" in text and "9.5 min" in text and text.endswith("docs/QUICK.md).") and ": met." in text
+    assert ": not met." in seed_table.render_quick({**run, "wall_seconds": 640.0})
+
+
 def test_rewrites_readme_and_check_mode(seed_table, trained_registry, tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text("# Project\n\nIntro.\n")

@@ -27,6 +27,28 @@ def test_vgg16_transfer_builds_offline_without_weights():
     assert probs.shape == (1, 10)
 
 
+def test_vgg16_transfer_from_a_local_copy_of_keras_weights_file(tmp_path):
+    """Offline, VGG16 takes a local copy of Keras' ImageNet file (the legacy-HDF5 layout Keras
+    downloads): a stand-in of that file, made here, lands in the frozen base; a missing file is one
+    line."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    base.set_weights([np.full_like(w, 0.001 * (i + 1)) for i, w in enumerate(base.get_weights())])
+    stand_in = tmp_path / zoo.VGG16_WEIGHTS_FILE
+    with h5py.File(stand_in, "w") as handle:
+        legacy_h5_format.save_weights_to_hdf5_group(handle, base)
+    model = zoo.build("vgg16_transfer", (28, 28, 1), 10, weights=str(stand_in)).classifier
+    loaded = [layer for layer in model.layers if layer.name.startswith("vgg16")][0]
+    assert not loaded.trainable
+    for i, weight in enumerate(loaded.get_weights()):
+        np.testing.assert_allclose(weight, 0.001 * (i + 1), rtol=1e-6)
+    with pytest.raises(InvalidParameterError, match="weights file not found"):
+        zoo.build("vgg16_transfer", (28, 28, 1), 10, weights=str(tmp_path / "missing.h5"))
+
+
 def test_unknown_architecture_lists_choices():
     with pytest.raises(InvalidParameterError, match="fashion_net"):
         zoo.build("resnet9000", (28, 28, 1), 10)

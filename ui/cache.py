@@ -292,7 +292,9 @@ def test_saliency_overlays(name, metadata, indices, classes, method=None, scale=
 def _thumbnail(path, mtime_ns, side):
     from PIL import Image, ImageOps
 
-    with Image.open(path) as image:
+    from fashion_core.batch import read_bytes
+
+    with Image.open(io.BytesIO(read_bytes(path))) as image:
         image = ImageOps.exif_transpose(image).convert("RGB")
         image.thumbnail((side, side))
         buffer = io.BytesIO()
@@ -300,11 +302,39 @@ def _thumbnail(path, mtime_ns, side):
     return buffer.getvalue()
 
 
-def correction_thumbnail(store, correction, side=160):
-    """PNG bytes of a stored correction's photo, at most ``side`` pixels (cached by file and
-    mtime); None when the file cannot be read."""
-    path = store.root / correction.path
+def photo_thumbnail(path, side=160):
+    """PNG bytes of a photo file (local, or an fsspec URL), at most ``side`` pixels (cached by
+    file and, for a local one, its mtime); None when the file cannot be read."""
+    from fashion_core.errors import FashionError
+
+    path = str(path)
     try:
-        return _thumbnail(str(path), path.stat().st_mtime_ns, side)
-    except (OSError, ValueError):
+        return _thumbnail(path, 0 if "://" in path else Path(path).stat().st_mtime_ns, side)
+    except (OSError, ValueError, FashionError):
         return None
+
+
+def correction_thumbnail(store, correction, side=160):
+    """PNG bytes of a stored correction's photo (``photo_thumbnail``)."""
+    return photo_thumbnail(store.root / correction.path, side)
+
+
+# --- saved catalogue indexes (batch --embed) -----------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Loading the catalogue index…", max_entries=4)
+def _catalogue_index(path, mtime_ns):
+    from fashion_core.batch import CatalogueIndex
+
+    return CatalogueIndex(path)
+
+
+def catalogue_index(path):
+    """A ``batch.CatalogueIndex`` (cached by file and mtime; faiss searches are read-only)."""
+    from fashion_core.errors import DataError
+
+    try:
+        mtime = Path(path).stat().st_mtime_ns
+    except OSError:
+        raise DataError(f"the catalogue index {path} is gone; run batch --embed again.") from None
+    return _catalogue_index(str(path), mtime)

@@ -5,12 +5,15 @@ import streamlit as st
 from fashion_core import latent
 from fashion_core.errors import FashionError
 from fashion_core.latent import MAX_TSNE_ROWS
+from fashion_core.batch import saved_indexes
 from fashion_core.precompute import MAP_SAMPLE
 from fashion_core.registry import default_entry
 from ui import cache, charts, links, widgets
 
 GALLERY_SIZES = {10000: "10,000 images (fast)", 30000: "30,000 images", None: "all images"}
 QUERY_SOURCES = ("Test-set image", "Point clicked on the map", "Upload", "Webcam")
+CATALOGUE_QUERIES = ("A catalogue photo", "Upload", "Webcam")
+INDEX_PREFIX = "index:"  # a Gallery choice naming a saved catalogue index (batch --embed)
 MAP_KEY, SOURCE_KEY = "latent_map", "latent_query_source"
 HERE_NEIGHBOURS = 5
 
@@ -24,6 +27,9 @@ def main():
     if not entries:
         return
     entry, gallery_size, method, k = settings_ui(entries)
+    if isinstance(gallery_size, str):
+        catalogue_ui(entry, gallery_size.removeprefix(INDEX_PREFIX), k)
+        return
     try:
         encoder_model, description = cache.encoder(entry.name)
         data = cache.model_dataset(entry.metadata)
@@ -55,13 +61,88 @@ def settings_ui(entries):
                                        help="The photo model is chosen by default: it understands uploaded and "
                                             "webcam photos best. Autoencoder models use their latent code; the "
                                             "others their last hidden layer.")
-    gallery_size = c2.selectbox("Gallery", list(GALLERY_SIZES), format_func=GALLERY_SIZES.get, key="latent_gallery",
+    galleries = {**GALLERY_SIZES, **{f"{INDEX_PREFIX}{r['path']}": f"catalogue: {_short(r['source'])} ({r['rows']:,} photos)"
+                                     for r in saved_indexes(cache.registry(), model=entry.name)}}
+    gallery_size = c2.selectbox("Gallery", list(galleries), format_func=galleries.get, key="latent_gallery",
                                 help="Training + test images searched for neighbours (a random sample when smaller). "
-                                     "Embeddings are computed once per model and kept.")
+                                     "Embeddings are computed once per model and kept. A catalogue this model "
+                                     "classified with `python -m fashion_core batch SOURCE --model NAME --out DIR "
+                                     "--embed` is listed too: its saved faiss index is searched.")
     method = c3.radio("Map", ["pca", "tsne"], format_func={"pca": "PCA", "tsne": "t-SNE (3,000 points)"}.get,
                       horizontal=True, key="latent_method", help="t-SNE separates clusters better but takes longer.")
     k = c4.number_input("Neighbours", 1, 50, 8, key="latent_k")
     return entry, gallery_size, method, int(k)
+
+
+def _short(text, keep=40):
+    return text if len(text) <= keep else "…" + text[-(keep - 1):]
+
+
+def catalogue_ui(entry, path, k):
+    """Nearest photos in a catalogue's saved faiss index (``batch --embed``): the query is one
+    of its photos or a new photo, embedded by the same model as the catalogue."""
+    from fashion_core.batch import read_bytes
+
+    try:
+        saved = cache.catalogue_index(path)
+        encoder_model, description = cache.encoder(entry.name)
+    except FashionError as exc:
+        st.error(str(exc))
+        return
+    st.caption(f"Vectors: {description}. Searching the saved index of **{saved.source}**: {len(saved):,} "
+               f"photo{'' if len(saved) == 1 else 's'} embedded by `batch --embed` with {saved.model} "
+               f"({saved.index.kind} faiss index, `{saved.path}`).")
+    query_col, found_col = st.columns([1, 3], gap="large")
+    with query_col:
+        source = st.radio("Query", CATALOGUE_QUERIES, horizontal=True, key="latent_catalogue_query")
+        row = None
+        if source == CATALOGUE_QUERIES[0]:
+            row = int(st.number_input("Catalogue photo", 0, len(saved) - 1, 0, key="latent_catalogue_row",
+                                      help=f"Row 0 … {len(saved) - 1} of the index"))
+            name = saved.paths[row]
+            try:
+                data = read_bytes(name)
+            except FashionError as exc:
+                st.error(str(exc))
+                return
+        else:
+            upload = (st.file_uploader("Image", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], key="latent_catalogue_upload")
+                      if source == CATALOGUE_QUERIES[1] else st.camera_input("Take a photo", key="latent_catalogue_camera"))
+            if upload is None:
+                return
+            name, data = upload.name, upload.getvalue()
+        classifier = cache.inference_classifier(entry.name)
+        try:
+            answer = classifier.classify(data, name=str(name))
+        except FashionError as exc:
+            st.error(str(exc))
+            return
+        query_class = saved.class_of(row) if row is not None else answer.class_name
+        st.image(cache.photo_thumbnail(name, 224) if row is not None else widgets.to_display(answer.prepared.preview, max(1, 224 // answer.prepared.preview.shape[1])),
+                 caption=f"Query: {query_class}" + ("" if row is not None else f" ({answer.probability:.0%})"))
+    vector = latent.embed(encoder_model, answer.prepared.model_input[None])
+    k = min(k, len(saved) - (1 if row is not None else 0))
+    if k < 1:
+        st.info("The index holds no other photo.")
+        return
+    found = saved.search(vector, k=k, exclude=row)
+    agree = [found_class == query_class for _row, _path, found_class, _d in found]
+    with query_col:
+        st.metric(f"Same class in the {k} nearest", f"{sum(agree) / k:.0%}",
+                  help="Share of the neighbours whose class (the model's answer when the catalogue was classified) "
+                       "equals the query's.")
+    with found_col:
+        st.subheader(f"The {k} nearest catalogue photos")
+        for start in range(0, k, 4):
+            for col, (found_row, found_path, found_class, distance), ok in zip(
+                    st.columns(4), found[start:start + 4], agree[start:start + 4]):
+                thumbnail = cache.photo_thumbnail(found_path)
+                with col:
+                    caption = f"{'✓' if ok else '✗'} {found_class} · d={distance:.2f} · #{found_row} {_short(found_path, 28)}"
+                    if thumbnail is None:
+                        st.warning(f"{caption}: the photo cannot be read any more.")
+                    else:
+                        st.image(thumbnail, caption=caption, width="stretch")
 
 
 def map_ui(entry, gallery_size, labels, class_names, method, embeddings, vector=None, query=None):

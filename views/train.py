@@ -71,8 +71,7 @@ def settings_ui(dataset, mode):
         if spec.pretrain:
             st.caption("Two stages: the autoencoder first learns to reconstruct images, then a "
                        "classifier is trained on its encoder.")
-        if arch == "vgg16_transfer":
-            st.caption("Needs VGG16's ImageNet weights (downloaded once by Keras when online).")
+        build_options = vgg16_weights_ui() if arch == "vgg16_transfer" else {}
     with right:
         # Keys include the architecture so its defaults appear when the architecture changes.
         c1, c2, c3 = st.columns(3)
@@ -106,10 +105,45 @@ def settings_ui(dataset, mode):
                                  help="Letters, digits, '_', '-' or '.'; the model's folder in the registry.")
     config = TrainConfig(arch=arch, epochs=int(epochs), batch_size=int(batch_size), optimizer=optimizer,
                          learning_rate=float(learning_rate), validation_fraction=float(validation), limit=limit,
-                         class_weights=balance)
+                         class_weights=balance, build_options=build_options)
     if mode == "train":
         config = start_from_ui(dataset, config) or config
     return config, name
+
+
+VGG16_WEIGHTS = {"imagenet": "ImageNet, downloaded by Keras", "file": "ImageNet, from a local file",
+                 "scratch": "none: train from scratch"}
+
+
+def vgg16_weights_ui():
+    """Where VGG16's ImageNet weights come from: Keras' download (online, or already cached), a
+    local copy of Keras' file (offline), or none (the whole network trained from scratch).
+    Returns the architecture's build options."""
+    cached = zoo.imagenet_weights_cached(zoo.VGG16_WEIGHTS_FILE)
+    source = st.radio("ImageNet weights", list(VGG16_WEIGHTS), format_func=VGG16_WEIGHTS.get, key="train_vgg16_weights",
+                      index=0 if cached else 2,
+                      help="The paper freezes a VGG16 trained on ImageNet and trains a new head. Keras downloads "
+                           f"its weights ({zoo.VGG16_WEIGHTS_FILE}, 58 MB) once when online.")
+    if source == "imagenet":
+        st.caption("Already in Keras' cache." if cached else
+                   "Not in Keras' cache yet: the run downloads them first (it fails in one line when offline).")
+        return {"weights": "imagenet"}
+    if source == "scratch":
+        st.caption("Without ImageNet weights VGG16 is trained whole from random weights: slower, and not the "
+                   "paper's transfer learning.")
+        return {"weights": None}
+    path = st.text_input("Weights file", key="train_vgg16_file", placeholder=f"/path/to/{zoo.VGG16_WEIGHTS_FILE}",
+                         help="A copy of Keras' file on this server, e.g. from ~/.keras/models on an online machine.")
+    from fashion_core.transfer import weights_file
+
+    if not path.strip():
+        st.info("Give the file's path on this server; until then the run asks Keras for the download.")
+        return {"weights": "imagenet"}
+    try:
+        return {"weights": weights_file(path.strip())}
+    except FashionError as exc:
+        st.error(f"{exc} Until it is found, the run asks Keras for the download.")
+        return {"weights": "imagenet"}
 
 
 def preset_ui(dataset, preset):
