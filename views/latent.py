@@ -69,7 +69,9 @@ def settings_ui(entries):
                                      "classified with `python -m fashion_core batch SOURCE --model NAME --out DIR "
                                      "--embed` is listed too: its saved faiss index is searched.")
     method = c3.radio("Map", ["pca", "tsne"], format_func={"pca": "PCA", "tsne": "t-SNE (3,000 points)"}.get,
-                      horizontal=True, key="latent_method", help="t-SNE separates clusters better but takes longer.")
+                      horizontal=True, key="latent_method", disabled=isinstance(gallery_size, str),
+                      help="t-SNE separates clusters better but takes longer. (A catalogue index is searched "
+                           "without a map.)")
     k = c4.number_input("Neighbours", 1, 50, 8, key="latent_k")
     return entry, gallery_size, method, int(k)
 
