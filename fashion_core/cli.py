@@ -149,7 +149,7 @@ def _transfer_run(args, registry):
 
 
 def cmd_train(args):
-    from . import transfer, zoo
+    from . import zoo
     from .registry import Registry, suggest_name
     from .runs import train_and_save
 
@@ -166,7 +166,7 @@ def cmd_train(args):
         config = _train_config(args)
         if args.weights:  # VGG16's ImageNet weights from a local file (offline)
             config = dataclasses.replace(config, build_options={**config.build_options,
-                                                                "weights": transfer.weights_file(args.weights)})
+                                                                "weights": zoo.local_weights_file(args.weights)})
         config = config.resolve()  # fail fast before loading data
     name = args.name or suggest_name(f"{args.preset or args.arch or args.init_from}-{args.epochs or 'default'}ep")
     try:

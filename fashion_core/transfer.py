@@ -14,7 +14,6 @@ images smaller than the architecture takes, ImageNet weights neither downloadabl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -155,19 +154,10 @@ def _imagenet_backbone(source, weights, registry):
     if spec is None or not spec.imagenet:
         raise InvalidParameterError(f"unknown ImageNet backbone {name!r}; choose one of: "
                                     f"{', '.join(IMAGENET_PREFIX + n for n in imagenet_backbones())}.")
-    weights = weights_file(weights) if weights else None
+    weights = zoo.local_weights_file(weights) if weights else None
     size = spec.extra["default_size"]
     return Backbone(source=source, arch=name, image_shape=(size, size, 3), lineage=(source,), weights=weights,
                     images_per_second=_speed(source, registry))
-
-
-def weights_file(weights):
-    """A local ImageNet weights file given with ``--weights`` (or on the Train page) → its
-    absolute path; a missing file is refused in one line."""
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise InvalidParameterError(f"--weights {weights}: file not found.")
-    return str(path.resolve())
 
 
 def check_weights_available(backbone):

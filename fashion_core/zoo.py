@@ -291,6 +291,17 @@ def imagenet_weights_cached(filename=VGG16_WEIGHTS_FILE):
     return (home / "models" / filename).is_file()
 
 
+def local_weights_file(weights):
+    """A local ImageNet weights file (``--weights FILE``, the Train page, ``--option weights=PATH``)
+    → its absolute path; a missing one is refused in one line."""
+    from pathlib import Path
+
+    path = Path(str(weights)).expanduser()
+    if not isinstance(weights, str) or not path.is_file():
+        raise InvalidParameterError(f"weights file not found: {weights!r} (VGG16's is Keras' {VGG16_WEIGHTS_FILE}).")
+    return str(path.resolve())
+
+
 def build_vgg16_transfer(input_shape, num_classes, weights="imagenet"):
     """Seed 000, VGG16 transfer learning (paper: 82.02% test).
 
@@ -303,12 +314,7 @@ def build_vgg16_transfer(input_shape, num_classes, weights="imagenet"):
     base, trained from scratch with the head.
     """
     if weights not in ("imagenet", None):
-        from pathlib import Path
-
-        if not isinstance(weights, str) or not Path(weights).expanduser().is_file():
-            raise InvalidParameterError(f"VGG16 weights file not found: {weights!r} (the standard Keras file is "
-                                        f"{VGG16_WEIGHTS_FILE}).")
-        weights = str(Path(weights).expanduser())
+        weights = local_weights_file(weights)
     keras = _keras()
     layers = keras.layers
     inputs = keras.Input(shape=input_shape, name="image")

@@ -114,15 +114,20 @@ def catalogue_ui(entry, path, k):
                 return
             name, data = upload.name, upload.getvalue()
         classifier = cache.inference_classifier(entry.name)
-        try:
-            answer = classifier.classify(data, name=str(name))
+        try:  # a catalogue photo's class is already in the index: only an upload is classified
+            answer = None if row is not None else classifier.classify(data, name=str(name))
+            prepared = answer.prepared if answer is not None else classifier.preprocess(data, name=str(name))
         except FashionError as exc:
             st.error(str(exc))
             return
-        query_class = saved.class_of(row) if row is not None else answer.class_name
-        st.image(cache.photo_thumbnail(name, 224) if row is not None else widgets.to_display(answer.prepared.preview, max(1, 224 // answer.prepared.preview.shape[1])),
-                 caption=f"Query: {query_class}" + ("" if row is not None else f" ({answer.probability:.0%})"))
-    vector = latent.embed(encoder_model, answer.prepared.model_input[None])
+        if answer is None:
+            query_class = saved.class_of(row)
+            st.image(cache.photo_thumbnail(name, 224), caption=f"Query: {query_class}")
+        else:
+            query_class = answer.class_name
+            st.image(widgets.to_display(prepared.preview, max(1, 224 // prepared.preview.shape[1])),
+                     caption=f"Query: {query_class} ({answer.probability:.0%})")
+    vector = latent.embed(encoder_model, prepared.model_input[None])
     k = min(k, len(saved) - (1 if row is not None else 0))
     if k < 1:
         st.info("The index holds no other photo.")

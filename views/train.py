@@ -134,13 +134,11 @@ def vgg16_weights_ui():
         return {"weights": None}
     path = st.text_input("Weights file", key="train_vgg16_file", placeholder=f"/path/to/{zoo.VGG16_WEIGHTS_FILE}",
                          help="A copy of Keras' file on this server, e.g. from ~/.keras/models on an online machine.")
-    from fashion_core.transfer import weights_file
-
     if not path.strip():
         st.info("Give the file's path on this server; until then the run asks Keras for the download.")
         return {"weights": "imagenet"}
     try:
-        return {"weights": weights_file(path.strip())}
+        return {"weights": zoo.local_weights_file(path.strip())}
     except FashionError as exc:
         st.error(f"{exc} Until it is found, the run asks Keras for the download.")
         return {"weights": "imagenet"}
