@@ -94,7 +94,7 @@ def _train_config(args):
         pretrain_epochs=getattr(args, "pretrain_epochs", None),
         fine_tune_epochs=getattr(args, "fine_tune_epochs", None),
         class_weights=getattr(args, "class_weights", False),
-        init_from=getattr(args, "init_from", None),
+        init_from=getattr(args, "init_from", None), lr_schedule=getattr(args, "lr_schedule", None),
         build_options=_build_options(getattr(args, "option", None) or []),
         head_epochs=getattr(args, "head_epochs", None), unfreeze=getattr(args, "unfreeze", None),
         devices=_devices(getattr(args, "devices", None)),
@@ -439,7 +439,7 @@ def cmd_delete(args):
 
 
 def _train_arguments(p):
-    from .training import OPTIMIZERS, PRECISIONS, PRESETS, UNFREEZE
+    from .training import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, PRESETS, UNFREEZE
     from .zoo import ARCHITECTURES
 
     p.add_argument("--arch", choices=list(ARCHITECTURES),
@@ -450,6 +450,9 @@ def _train_arguments(p):
     p.add_argument("--batch-size", type=int)
     p.add_argument("--optimizer", choices=list(OPTIMIZERS))
     p.add_argument("--lr", type=float)
+    p.add_argument("--lr-schedule", choices=list(LR_SCHEDULES),
+                   help="constant, or warmup_cosine (a short warm-up, then cosine decay to zero over the epochs); "
+                        "default: the architecture's")
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--limit", type=int, help="train on a random subset of this many images")
     p.add_argument("--seed", type=int, default=0)

@@ -79,7 +79,8 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
     registry.check_name_free(name, overwrite)
     config = config.resolve()
     init_model = transfer.init_model(config, registry)
-    result = train(dataset, config, progress=progress, verbose=verbose, init_model=init_model)
+    result = train(dataset, config, progress=progress, verbose=verbose, init_model=init_model,
+                   init_autoencoder=transfer.init_autoencoder(config, registry))
     _check_not_stopped(progress)
     # ``limit`` only shrinks the training data: the evaluation always covers the dataset's whole
     # test set, so stored mistakes index ``load_dataset(metadata["dataset"]).x_test``.

@@ -560,7 +560,7 @@ def training_arrays(data, config):
     return x_train, y_train, x_val, y_val, labels
 
 
-def train(dataset, config, progress=None, verbose=0, init_model=None):
+def train(dataset, config, progress=None, verbose=0, init_model=None, init_autoencoder=None):
     """Train ``config.arch`` on ``dataset``.
 
     Parameters
@@ -576,6 +576,10 @@ def train(dataset, config, progress=None, verbose=0, init_model=None):
         Keras' console progress (1 = progress bar), for the CLI.
     init_model : keras.Model, optional
         Start from this model's weights (``transfer_weights``) instead of a random initialisation.
+    init_autoencoder : keras.Model, optional
+        The same for the autoencoder of a two-stage architecture (``init_model``'s own): its
+        decoder carries over too, so a run with ``pretrain_epochs=0`` keeps working
+        reconstructions (the Latent space page, the out-of-distribution check).
 
     Returns
     -------
@@ -601,6 +605,8 @@ def train(dataset, config, progress=None, verbose=0, init_model=None):
     with _dtype_policy(config.precision), (strategy.scope() if strategy else contextlib.nullcontext()):
         with _seeded(config.seed):
             bundle = zoo.build(config.arch, data.image_shape, data.num_classes, **config.build_options)
+        if init_autoencoder is not None and bundle.autoencoder is not None:
+            transfer_weights(init_autoencoder, bundle.autoencoder)
         if init_model is not None:
             copied = transfer_weights(init_model, bundle.classifier)
             check_transferred(init_model, copied, config.arch, data.image_shape)

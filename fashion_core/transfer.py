@@ -222,6 +222,17 @@ def init_model(config, registry=None):
     return (registry or Registry()).load_classifier(config.init_from)
 
 
+def init_autoencoder(config, registry=None):
+    """The autoencoder of the registry model that starts ``config``'s run when it is of the same
+    architecture and has one (a two-stage model continued: its decoder carries over), else None."""
+    if not config.init_from or config.init_from.startswith(IMAGENET_PREFIX):
+        return None
+    registry = registry or Registry()
+    if registry.get(config.init_from).metadata.get("arch") != config.arch:
+        return None
+    return registry.load_autoencoder(config.init_from)
+
+
 def lineage_of(source, registry=None):
     """``[source, its parent, ...]`` for a model started from ``source`` (a registry model that no
     longer exists, or an ImageNet backbone, ends the chain)."""

@@ -194,6 +194,10 @@ def test_classify_an_uploaded_image_and_a_bad_file(models_env, fashion_mnist):
     assert any("broken.png" in e.value for e in at.error)
     assert any(e.label.startswith("shirt.png →") for e in at.expander)
     assert "shirt.png" in set(at.dataframe[0].value["file"])
+    bars = at.get("progress")  # the top 3 classes, the most likely first and in bold
+    assert len(bars) == 3 and bars[0].proto.text.startswith("**")
+    values = [b.proto.value for b in bars]
+    assert values == sorted(values, reverse=True)
 
 
 def test_classify_a_webcam_photo(models_env, fashion_mnist):

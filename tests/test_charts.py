@@ -33,12 +33,3 @@ def test_a_click_on_the_latent_map_selects_the_gallery_row():
     assert "your photo" in str(spec)
     assert charts.clicked_map_row({"selection": {charts.MAP_SELECTION: [{"row": 2}]}}) == 2
     assert charts.clicked_map_row({"selection": {charts.MAP_SELECTION: {}}}) is None
-
-
-def test_probability_bars_put_the_most_likely_class_on_top():
-    import altair as alt
-
-    spec = charts.probability_figure([("Shirt", 0.7), ("Coat", 0.2), ("Dress", 0.1)])
-    alt.LayerChart.from_dict(spec)  # a valid Vega-Lite spec (Altair checks it against the schema)
-    assert spec["layer"][0]["encoding"]["y"]["sort"] == ["Shirt", "Coat", "Dress"]
-    assert [v["top"] for v in spec["data"]["values"]] == [True, False, False]

@@ -103,3 +103,13 @@ def test_the_server_runs_no_full_garbage_collection_after_every_rerun():
 
     config = tomllib.loads((Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False
+
+
+def test_the_server_watches_no_files():
+    """Streamlit's file watcher (inotify on the app's folder, a path check of every imported module
+    after each script run) cost more CPU than the pages under load: the shipped config turns it off."""
+    import tomllib
+    from pathlib import Path
+
+    config = tomllib.loads((Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["fileWatcherType"] == "none"

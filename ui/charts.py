@@ -135,25 +135,6 @@ def per_class_figure(frame, metrics=("precision", "recall", "f1", "specificity")
     return _layout(fig, 360)
 
 
-def probability_figure(top_k):
-    """Horizontal bars of the top-k ``[(class name, probability)]``, the most likely on top and in
-    the accent colour, each labelled with its percentage: a Vega-Lite spec (a dict, for
-    ``st.vega_lite_chart``). Written as a plain dict because it is drawn with every answer:
-    building it through Altair (schema validation) held the GIL ~85 ms per answer."""
-    values = [{"class": name, "probability": float(p), "label": f"{p:.1%}", "top": i == 0}
-              for i, (name, p) in enumerate(top_k)]
-    y = {"field": "class", "type": "nominal", "sort": [v["class"] for v in values], "title": None}
-    x = {"field": "probability", "type": "quantitative", "scale": {"domain": [0, 1.15]}, "title": None,
-         "axis": {"format": ".0%", "values": [0, 0.25, 0.5, 0.75, 1]}}
-    return {"data": {"values": values}, "height": 26 + 30 * len(values), "layer": [
-        {"mark": "bar", "encoding": {"y": y, "x": x, "color": {"condition": {"test": "datum.top", "value": ACCENT},
-                                                               "value": SECOND},
-                                     "tooltip": [{"field": "class"}, {"field": "probability", "format": ".1%"}]}},
-        {"mark": {"type": "text", "align": "left", "dx": 4, "color": "#1F2430"},
-         "encoding": {"y": y, "x": x, "text": {"field": "label"}}},
-    ]}
-
-
 def validation_curves_figure(histories):
     """Validation accuracy per epoch of several models: ``{name: history}``."""
     fig = go.Figure()

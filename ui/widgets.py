@@ -113,3 +113,13 @@ def class_sample_grid(dataset, per_class=4, per_row=5, seed=0):
                 st.image(tile(dataset.x_train[chosen], columns=2, scale=scale),
                          caption=f"{dataset.class_names[c]} · {counts[c]:,} images",
                          width="stretch")
+
+
+def probability_bars(top_k):
+    """The top-k ``[(class name, probability)]`` as labelled bars, the most likely first (in bold).
+
+    Plain progress bars: drawn with every answer on Classify, and a browser draws them for a
+    fraction of what a chart costs it (docs/PERFORMANCE.md, "What is left of the ratio")."""
+    for i, (name, probability) in enumerate(top_k):
+        label = f"**{name}** · {probability:.1%}" if i == 0 else f"{name} · {probability:.1%}"
+        st.progress(min(max(float(probability), 0.0), 1.0), text=label)

@@ -122,7 +122,7 @@ def result_ui(i, name, result, expanded=True, classifier=None):
                             + " · ".join(f"`{k}`" for k in result.keywords))
                 if result.flagged:
                     st.warning("Not sure about this one: " + "; ".join(result.flag_reasons))
-            st.vega_lite_chart(charts.probability_figure(result.top_k), key=f"probs_{i}")
+            widgets.probability_bars(result.top_k)
             st.caption("Calibrated probabilities: a 90% answer is right about 90% of the time "
                        "(temperature fitted on held-out validation images).")
             for note in result.prepared.notes:
