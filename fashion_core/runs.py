@@ -118,7 +118,10 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
     accelerator = training_accelerator()
     if accelerator:
         metadata["accelerator"] = accelerator
-    if config.init_from:
+    if config.init_from == name:  # a model continued in place: the earlier run's record is kept inside
+        metadata.update(_continued(registry.get(name).metadata))
+        metadata["command"] = f"{metadata['continued_from']['command']} && {metadata['command']}"
+    elif config.init_from:
         metadata["parent"] = config.init_from
         metadata["lineage"] = transfer.lineage_of(config.init_from, registry)
     if config.head_epochs or config.freeze_bn:
@@ -217,6 +220,21 @@ def calibrate_and_store(name, registry=None):
     calibration = {**calibration, **calibration_on_test(evaluation)}
     registry.update_json(name, CALIBRATION_FILE, calibration)
     return calibration
+
+
+CONTINUED_FIELDS = ("command", "train_seconds", "wall_seconds", "epochs_run", "test_accuracy", "keras_version",
+                    "keras_backend", "accelerator", "created_at", "hyper_parameters", "continued_from")
+
+
+def _continued(earlier):
+    """What a model trained further under its own name (``--from NAME --name NAME --overwrite``)
+    keeps of its earlier run: ``continued_from`` (that run's command, time, epochs, accuracy,
+    machine; nested when it was itself continued), and its parent and lineage, if any."""
+    kept = {"continued_from": {k: earlier[k] for k in CONTINUED_FIELDS if earlier.get(k) is not None}}
+    for key in ("parent", "lineage"):
+        if earlier.get(key):
+            kept[key] = earlier[key]
+    return kept
 
 
 def _ood_calibration(result, dataset, tta):

@@ -75,6 +75,10 @@ def missing_reason(arch):
 
 
 def _epochs_text(metadata, spec):
+    earlier = metadata.get("continued_from")
+    if earlier:  # trained further under its own name: the earlier run's epochs, then these
+        lr = (metadata.get("hyper_parameters") or {}).get("learning_rate")
+        return f"{_epochs_text(earlier, spec)}, then {(metadata.get('epochs_run') or {}).get('classifier', 0)} at lr {lr:g}"
     runs = metadata.get("epochs_run") or {}
     parts = []
     if spec.pretrain:
@@ -151,7 +155,9 @@ def _minutes(seconds):
 def _train_time(meta):
     """Training time, with the accelerator when the run had one (``accelerator`` in the metadata)."""
     text = _minutes(meta.get("train_seconds"))
-    return f"{text} on an {meta['accelerator']}" if meta.get("accelerator") and text != "-" else text
+    text = f"{text} on an {meta['accelerator']}" if meta.get("accelerator") and text != "-" else text
+    earlier = meta.get("continued_from")
+    return f"{_train_time(earlier)}, then {text}{'' if meta.get('accelerator') else ' here'}" if earlier else text
 
 
 def _cell(text):

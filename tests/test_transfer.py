@@ -289,3 +289,41 @@ def test_the_preselected_start_is_the_best_photo_model_small_enough_to_be_quick(
     save_backbone(registry, "small_photo", shape=(48, 48, 3), photo=True)
     registry.update_metadata("small_photo", ood={"method": "confidence", "min_confidence": 0.5, "in_accuracy": 0.85})
     assert default_start_from(registry.list()) == "small_photo"  # quick beats a little more accurate
+
+
+def test_continuing_an_autoencoder_model_keeps_its_decoder(trained_registry, registry, small_dataset):
+    """``--from`` a model of the same two-stage architecture with no autoencoder epochs: the saved
+    autoencoder is the parent's (its decoder carried over), not a random one."""
+    import shutil
+
+    from fashion_core.runs import train_and_save
+    from fashion_core.training import TrainConfig
+
+    shutil.copytree(trained_registry.root / "tiny_ae", registry.root / "tiny_ae")
+    config = TrainConfig(arch="conv_autoencoder", epochs=1, batch_size=64, pretrain_epochs=0, fine_tune_epochs=0,
+                         init_from="tiny_ae", limit=600)
+    train_and_save(small_dataset, config, "tiny_ae_more", registry=registry)
+    parent, child = registry.load_autoencoder("tiny_ae"), registry.load_autoencoder("tiny_ae_more")
+    for layer in ("dec1_conv", "dec4_conv", "reconstruction_conv"):
+        for a, b in zip(parent.get_layer(layer).get_weights(), child.get_layer(layer).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    assert registry.get("tiny_ae_more").metadata["parent"] == "tiny_ae"
+
+
+def test_a_model_continued_under_its_own_name_keeps_its_earlier_run(trained_registry, registry, small_dataset):
+    """``--from NAME --name NAME --overwrite``: the new metadata says how the earlier run went
+    (``continued_from``) and chains both commands; it does not call itself its own parent."""
+    import shutil
+
+    from fashion_core.runs import train_and_save
+    from fashion_core.training import TrainConfig
+
+    shutil.copytree(trained_registry.root / "tiny_cnn", registry.root / "tiny_cnn")
+    earlier = registry.get("tiny_cnn").metadata
+    config = TrainConfig(arch="seed004_cnn", epochs=1, batch_size=64, learning_rate=1e-4, init_from="tiny_cnn", limit=600)
+    train_and_save(small_dataset, config, "tiny_cnn", registry=registry, overwrite=True, command="second")
+    meta = registry.get("tiny_cnn").metadata
+    assert meta["continued_from"]["test_accuracy"] == earlier["test_accuracy"]
+    assert meta["continued_from"]["command"] == earlier["command"]
+    assert meta["command"] == f"{earlier['command']} && second"
+    assert "parent" not in meta and not registry.get("tiny_cnn").lineage
