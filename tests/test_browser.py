@@ -165,6 +165,18 @@ def _click_until(page, chart, done, positions):
 
 
 @pytest.mark.xdist_group("browser_trained")
+def test_the_load_client_uploads_on_classify_like_a_browser(trained_server):
+    """``scripts.upload_load`` drives sessions at the protocol level (XSRF cookie, upload URL, PUT,
+    rerun with the uploader's state) and gets every answer; no timing is asserted."""
+    from scripts import upload_load
+
+    result = upload_load.measure_url(trained_server, sessions=2, rounds=1, repeats=1)
+    assert len(result["rounds_s"]) == 1 and len(result["rounds_s"][0]) == 2
+    assert all(t > 0 for t in result["rounds_s"][0]) and result["alone_runs_s"][0] > 0
+    assert result["server_cpu_s_per_answer"] >= 0
+
+
+@pytest.mark.xdist_group("browser_trained")
 def test_clicks_on_the_vega_lite_charts_select(trained_server, browser_page):
     """A click on the Latent space map makes that image the query; a click on Evaluate's
     confusion matrix shows that cell's images."""

@@ -17,6 +17,7 @@ from ui import cache, charts, jobs, links, widgets
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
 REVIEW_LIMIT, REVIEW_COLUMNS = 24, 6
+SAVED_KEY = "classify_saved_correction"  # (answer index, message) shown once after saving
 
 
 def main():
@@ -31,6 +32,15 @@ def main():
     entry, top_k = settings_ui(entries)
     links.mirror("classify", model=entry.name)
     links.copy_link_ui({"model": entry.name})
+    photos_ui(entry, entries, top_k)
+    corrections_ui(entry)
+
+
+@st.fragment
+def photos_ui(entry, entries, top_k):
+    """The uploads, the webcam and their answers: a fragment, so an upload reruns only this part
+    (not the sidebar, the model choice or the corrections below): on a server shared by many
+    sessions each answer costs less Python, and answers queue less (docs/PERFORMANCE.md)."""
     items = inputs_ui()
     explain, compare = options_ui()
     if items:
@@ -39,7 +49,6 @@ def main():
             compare_all_ui(entries, items)
     else:
         st.info("Add one or more images above to classify them.")
-    corrections_ui(entry)
 
 
 def answers_ui(entry, items, top_k, explain):
@@ -140,6 +149,9 @@ def correction_ui(i, name, data, entry):
         st.caption("The photo and this label are kept in your corrections (beside the models): review them below, "
                    "improve the model with them, or train on them (\"My corrections\" in the sidebar, once two "
                    "classes have two photos each).")
+        saved = st.session_state.pop(SAVED_KEY, None)
+        if saved and saved[0] == i:
+            st.success(saved[1])
         if st.button("Save to my corrections", key=f"correct_save_{i}", type="primary", disabled=label is None,
                      icon=":material/save:"):
             try:
@@ -147,7 +159,9 @@ def correction_ui(i, name, data, entry):
             except FashionError as exc:
                 st.error(str(exc))
                 return
-            st.success(f"Saved {name} as **{label}** in your corrections.")
+            # The review below and the sidebar's catalogue count are outside this fragment: rerun all.
+            st.session_state[SAVED_KEY] = (i, f"Saved {name} as **{label}** in your corrections.")
+            st.rerun(scope="app")
 
 
 def corrections_ui(entry):

@@ -1,0 +1,218 @@
+"""Is the dashboard's server fair under load? N sessions upload a photo on Classify at the same
+moment, driven at the protocol level (no browser), against one session alone.
+
+    python -m scripts.upload_load [--sessions 8] [--rounds 5] [--repeats 5] [--json out.json]
+
+Why not browsers: eight headless chromium pages on the server's own 2 cores need ~0.2 CPU-seconds
+each just to upload a file and apply a rerun's messages, ~0.35 s with the answer drawn, so with
+them the measurement sets its own floor (6.5x one alone even when the answer is a single line of
+text; docs/PERFORMANCE.md). A real visitor's browser runs on their own machine; what the studio
+controls is the server. So each session here is what a browser does on the wire, and nothing
+more: a websocket to ``/_stcore/stream``, the page's first run, an upload (``file_urls_request``,
+then an HTTP PUT of the file), the rerun with the uploader's new state, and the time until the
+answer's message ("What the model sees") arrives and the run finishes. ``scripts.studio_timing``
+still measures the same thing end to end in real browsers.
+
+Each round opens ``--sessions`` fresh sessions on Classify, then starts every upload at once;
+the round's figure is its slowest answer. Reported: one session alone (median of ``--repeats``),
+the median over ``--rounds`` of the slowest of N, their ratio (target <= 4x), and the server's
+CPU seconds per answer. Run it on a quiet machine: the server (``streamlit run app.py`` with
+the shipped config) is started on a free port and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+from scripts import screenshots
+
+ANSWER = b"What the model sees"
+XSRF_COOKIE = "_streamlit_xsrf"
+PAGE = "classify"
+
+
+def _forward(data):
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    msg = ForwardMsg()
+    msg.ParseFromString(data)
+    return msg
+
+
+def _back(**fields):
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+
+    return BackMsg(**fields).SerializeToString()
+
+
+def _rerun(widget_states=None, fragment_id=""):
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ClientState_pb2 import ClientState
+
+    state = ClientState(query_string="", page_name=PAGE, fragment_id=fragment_id)
+    if widget_states is not None:
+        state.widget_states.CopyFrom(widget_states)
+    return BackMsg(rerun_script=state).SerializeToString()
+
+
+class _Session:
+    """One visitor's websocket session on Classify."""
+
+    def __init__(self, url, xsrf=None):
+        self.url = url
+        self.xsrf = xsrf
+        self.id = None
+        self.uploader = None
+        self.fragment = ""  # the uploader's fragment, if any: a browser then reruns only that
+
+    async def open(self):
+        import websockets
+
+        # As the browser does: the XSRF cookie's value is also the websocket's second subprotocol
+        # entry and the upload's X-Xsrftoken header.
+        headers = {"Cookie": f"{XSRF_COOKIE}={self.xsrf}"} if self.xsrf else None
+        self.ws = await websockets.connect(self.url.replace("http", "ws") + "/_stcore/stream",
+                                           subprotocols=["streamlit", *([self.xsrf] if self.xsrf else [])],
+                                           additional_headers=headers, max_size=None)
+        await self.ws.send(_rerun())
+        await self._until_finished()
+        if self.uploader is None:
+            raise RuntimeError("the Classify page sent no file uploader")
+        return self
+
+    async def _until_finished(self, answer=None):
+        """Read messages until the script run finishes; returns when ``answer`` first arrived."""
+        seen = None
+        while True:
+            data = await self.ws.recv()
+            msg = _forward(data)
+            kind = msg.WhichOneof("type")
+            if kind == "new_session":
+                self.id = msg.new_session.initialize.session_id or self.id
+            elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
+                element = msg.delta.new_element
+                if element.WhichOneof("type") == "file_uploader":
+                    self.uploader, self.fragment = element.file_uploader.id, msg.delta.fragment_id
+            if answer is not None and seen is None and answer in data:
+                seen = time.perf_counter()
+            if kind == "script_finished":
+                return seen
+
+    async def upload(self, client, name, png):
+        """Upload ``png`` and wait for the answer: ``(seconds until the answer arrived, seconds
+        until the run finished)``."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.Common_pb2 import FileURLsRequest, UploadedFileInfo
+        from streamlit.proto.WidgetStates_pb2 import WidgetStates
+
+        start = time.perf_counter()
+        await self.ws.send(BackMsg(file_urls_request=FileURLsRequest(
+            request_id="load", file_names=[name], session_id=self.id)).SerializeToString())
+        while True:
+            msg = _forward(await self.ws.recv())
+            if msg.WhichOneof("type") == "file_urls_response":
+                urls = msg.file_urls_response.file_urls[0]
+                break
+        response = await client.put(self.url + urls.upload_url, files={"file": (name, png, "image/png")},
+                                    headers={"X-Xsrftoken": self.xsrf} if self.xsrf else None)
+        response.raise_for_status()
+        states = WidgetStates()
+        widget = states.widgets.add()
+        widget.id = self.uploader
+        widget.file_uploader_state_value.uploaded_file_info.append(
+            UploadedFileInfo(name=name, size=len(png), file_id=urls.file_id, file_urls=urls))
+        await self.ws.send(_rerun(states, self.fragment))
+        seen = await self._until_finished(ANSWER)
+        if seen is None:
+            raise RuntimeError("the run finished without an answer")
+        return seen - start, time.perf_counter() - start
+
+    async def close(self):
+        await self.ws.close()
+
+
+async def _measure(url, sessions, rounds, repeats, cpu_seconds):
+    import httpx
+
+    png = screenshots.sample_png()
+    async with httpx.AsyncClient(timeout=300) as client:
+        await client.get(url + "/_stcore/health")  # sets the XSRF cookie, as for the browser (when checked)
+        xsrf = client.cookies.get(XSRF_COOKIE)
+        Session = functools.partial(_Session, xsrf=xsrf)
+        warm = await Session(url).open()  # models and artefacts loaded once
+        await warm.upload(client, "shirt.png", png)
+        await warm.close()
+        alone = []
+        for _ in range(repeats):
+            session = await Session(url).open()
+            alone.append((await session.upload(client, "shirt.png", png))[0])
+            await session.close()
+        slowest, runs, cpu = [], [], []
+        for _ in range(rounds):
+            opened = [await Session(url).open() for _ in range(sessions)]
+            before = cpu_seconds()
+            answers = await asyncio.gather(*(s.upload(client, f"shirt-{i}.png", png) for i, s in enumerate(opened)))
+            cpu.append((cpu_seconds() - before) / sessions)
+            times = sorted(a for a, _ in answers)
+            runs.append(times)
+            slowest.append(times[-1])
+            for s in opened:
+                await s.close()
+    one, worst = statistics.median(alone), statistics.median(slowest)
+    return {"sessions": sessions, "rounds": rounds, "alone_median_s": one, "alone_runs_s": alone,
+            "slowest_median_s": worst, "slowest_runs_s": slowest, "rounds_s": runs,
+            "server_cpu_s_per_answer": statistics.median(cpu), "ratio": worst / one}
+
+
+def _server_cpu(url):
+    import psutil
+
+    port = url.rsplit(":", 1)[1]
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "streamlit" in " ".join(cmdline) and port in cmdline:
+            return lambda: sum(process.cpu_times()[:2])
+    raise RuntimeError("the streamlit server process was not found")
+
+
+def measure_url(url, sessions=8, rounds=5, repeats=5):
+    """The load measurement against a running dashboard at ``url`` (started by
+    ``screenshots.streamlit_server``, so its process can be found for the CPU figure)."""
+    return asyncio.run(_measure(url, sessions, rounds, repeats, _server_cpu(url)))
+
+
+def measure(models_dir, sessions=8, rounds=5, repeats=5):
+    env = {"FASHION_MODELS_DIR": str(models_dir)}
+    with screenshots.streamlit_server(env) as url:
+        uploads = measure_url(url, sessions, rounds, repeats)
+    return {"date": time.strftime("%Y-%m-%d"), "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+            "models_dir": str(models_dir), **uploads, "target_ratio": 4.0}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models-dir", default=str(screenshots.REPO / "models"))
+    parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", default=str(screenshots.REPO / "artifacts" / "upload_load.json"))
+    args = parser.parse_args()
+    result = measure(args.models_dir, args.sessions, args.rounds, args.repeats)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"one session alone: {result['alone_median_s']:.3f} s (median of {args.repeats}); slowest of "
+          f"{args.sessions} at once: {result['slowest_median_s']:.3f} s (median of {args.rounds} rounds); ratio "
+          f"{result['ratio']:.1f}x (target <= 4x); server CPU per answer {result['server_cpu_s_per_answer']:.3f} s")
+
+
+if __name__ == "__main__":
+    main()
