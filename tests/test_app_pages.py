@@ -44,6 +44,17 @@ def test_empty_registry_pages_point_to_train(registry):
         assert any("no models" in i.value for i in at.info), page
 
 
+def test_models_page_says_a_model_was_trained_further(trained_registry, registry):
+    import shutil
+
+    shutil.copytree(trained_registry.root / "tiny_cnn", registry.root / "tiny_cnn")
+    registry.update_metadata("tiny_cnn", continued_from={"test_accuracy": 0.927, "accelerator": "NVIDIA H100",
+                                                         "command": "python -m fashion_core train ..."})
+    at = open_app("views/models.py")
+    assert_clean(at)
+    assert any("trained further from its own earlier run (92.70% on an NVIDIA H100)" in c.value for c in at.caption)
+
+
 def test_train_one_epoch_on_a_subset_registers_a_model(models_env):
     at = open_app("views/train.py")
     assert_clean(at)

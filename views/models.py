@@ -48,6 +48,12 @@ def table_ui(entries):
                        "so its members cannot be deleted while it exists.")
         elif entry.lineage:
             st.caption(f"**{entry.name}**: fine-tuned from {' ← '.join(entry.lineage)}")
+        earlier = entry.metadata.get("continued_from")
+        if earlier:
+            where = f" on an {earlier['accelerator']}" if earlier.get("accelerator") else ""
+            accuracy = f"{earlier['test_accuracy']:.2%}" if isinstance(earlier.get("test_accuracy"), (int, float)) else "?"
+            st.caption(f"**{entry.name}**: trained further from its own earlier run ({accuracy}{where}); "
+                       "the command in its metadata chains both runs.")
 
 
 EXPORT_FORMATS = {"keras": "Keras 3 (.keras)", "savedmodel": "TensorFlow SavedModel (TF Serving)",
