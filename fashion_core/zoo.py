@@ -631,13 +631,9 @@ _SPECS = (
         pretrain=True,
         paper_accuracy="93.36–93.4%",
         extra={"pretrain_batch_size": 32, "pretrain_epochs": 15,
-               "reproduction_note": "the paper does not say whether stage 2 freezes the encoder: frozen (the "
-                                    "default) this network stops at 89.5% (15 + 120 epochs), so the shipped one "
-                                    "trains it with the dense network (frozen_encoder=false); at the paper's lr 1e-3 "
-                                    "validation accuracy was flat from epoch 24 (92.7%) to 44 (early stopping, "
-                                    "92.70% test), and 7 more epochs at lr 1e-4 gave 92.96%. Table III's (14, 14, "
-                                    "128) input (tap=14x14x128) reached 93.2% validation in 99 epochs on an H100, "
-                                    "but its 12.8M-weight dense layer (51 MB) is too big to ship",
+               "reproduction_note": "the paper does not say whether stage 2 freezes the encoder; frozen (the "
+                                    "default) this network stops at 89.5% (15 + 120 epochs): the shipped one "
+                                    "trains it with the dense network (--option frozen_encoder=false)",
                "option_notes": {"frozen_encoder=false": "reading: the paper does not say whether stage 2 freezes "
                                                         "the encoder; frozen, this network stops at 89.5% (15 + 120 "
                                                         "epochs), so the encoder trains with the dense network. At "

@@ -141,16 +141,22 @@ def main():
         print(f"server resident memory after visiting every page: {server_rss_mb(url):.0f} MB")
 
 
-def server_rss_mb(url):
-    """Resident memory (MB) of the ``streamlit run`` process serving ``url``."""
+def server_process(url):
+    """The ``streamlit run`` process serving ``url`` (a ``psutil.Process``), or None."""
     import psutil
 
     port = url.rsplit(":", 1)[1]
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
         if "streamlit" in " ".join(cmdline) and port in cmdline:
-            return process.memory_info().rss / 2**20
-    return float("nan")
+            return process
+    return None
+
+
+def server_rss_mb(url):
+    """Resident memory (MB) of the ``streamlit run`` process serving ``url``."""
+    process = server_process(url)
+    return process.memory_info().rss / 2**20 if process else float("nan")
 
 
 if __name__ == "__main__":

@@ -173,14 +173,11 @@ async def _measure(url, sessions, rounds, repeats, cpu_seconds):
 
 
 def _server_cpu(url):
-    import psutil
-
-    port = url.rsplit(":", 1)[1]
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = process.info["cmdline"] or []
-        if "streamlit" in " ".join(cmdline) and port in cmdline:
-            return lambda: sum(process.cpu_times()[:2])
-    raise RuntimeError("the streamlit server process was not found")
+    """A function returning the server process's CPU seconds so far (user + system)."""
+    process = screenshots.server_process(url)
+    if process is None:
+        raise RuntimeError("the streamlit server process was not found")
+    return lambda: sum(process.cpu_times()[:2])
 
 
 def measure_url(url, sessions=8, rounds=5, repeats=5):

@@ -104,3 +104,19 @@ def test_improve_with_my_corrections_saves_a_new_model(photo_models, fashion_mni
     assert {m.label for m in at.metric} >= {"sure_sneaker's test set"}
     meta = photo_models.get("sure_sneaker-corrected").metadata
     assert meta["parent"] == "sure_sneaker" and meta["finetune"]["corrections"] + meta["finetune"]["heldout"] == 5
+
+
+def test_the_saved_message_shows_under_the_answer_it_belongs_to(photo_models):
+    """Saving reruns the whole page (the review and the sidebar see the new photo); the message
+    then appears under the second answer, not taken by the first."""
+    at = open_app("views/classify.py")
+    at.get("file_uploader")[0].set_value([("phone-06.jpg", photo("phone-06.jpg"), "image/jpeg"),
+                                          ("phone-09.jpg", photo("phone-09.jpg"), "image/jpeg")])
+    at.run()
+    at.selectbox(key="correct_label_1").set_value("Bag")
+    at.run()
+    at.button(key="correct_save_1").click()
+    at.run()
+    assert_clean(at)
+    assert any("Saved phone-09.jpg as **Bag**" in s.value for s in at.success)
+    assert any(h.value.startswith("Your corrections (1 photo)") for h in at.subheader)

@@ -13,7 +13,7 @@ from fashion_core.preprocess import MAX_UPLOAD_BYTES
 from fashion_core.registry import default_entry
 from fashion_core.inference import compare_models
 from fashion_core.saliency import overlay
-from ui import cache, charts, jobs, links, widgets
+from ui import cache, jobs, links, widgets
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
 REVIEW_LIMIT, REVIEW_COLUMNS = 24, 6
@@ -149,9 +149,9 @@ def correction_ui(i, name, data, entry):
         st.caption("The photo and this label are kept in your corrections (beside the models): review them below, "
                    "improve the model with them, or train on them (\"My corrections\" in the sidebar, once two "
                    "classes have two photos each).")
-        saved = st.session_state.pop(SAVED_KEY, None)
+        saved = st.session_state.get(SAVED_KEY)
         if saved and saved[0] == i:
-            st.success(saved[1])
+            st.success(st.session_state.pop(SAVED_KEY)[1])
         if st.button("Save to my corrections", key=f"correct_save_{i}", type="primary", disabled=label is None,
                      icon=":material/save:"):
             try:
