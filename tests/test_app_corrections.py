@@ -16,18 +16,29 @@ def photo(name):
     return (PHOTO_FIXTURES / "images" / name).read_bytes()
 
 
-def test_wrong_it_is_stores_a_correction_and_the_review_lists_it(photo_models):
+def classify(*names):
+    """The Classify page with ``names`` (fixture photos) uploaded."""
     at = open_app("views/classify.py")
-    at.get("file_uploader")[0].set_value([("phone-06.jpg", photo("phone-06.jpg"), "image/jpeg")])
+    at.get("file_uploader")[0].set_value([(name, photo(name), "image/jpeg") for name in names])
     at.run()
+    return at
+
+
+def save_correction(at, i, label):
+    """"Wrong? It is …" under answer ``i``: choose ``label``, then save."""
+    at.selectbox(key=f"correct_label_{i}").set_value(label)
+    at.run()
+    at.button(key=f"correct_save_{i}").click()
+    at.run()
+
+
+def test_wrong_it_is_stores_a_correction_and_the_review_lists_it(photo_models):
+    at = classify("phone-06.jpg")
     assert_clean(at)
     store = CorrectionsStore(registry=photo_models)
     assert store.list() == []  # rendering the answer writes nothing
     assert at.button(key="correct_save_0").disabled  # no class chosen yet
-    at.selectbox(key="correct_label_0").set_value("Shirt")
-    at.run()
-    at.button(key="correct_save_0").click()
-    at.run()
+    save_correction(at, 0, "Shirt")
     assert_clean(at)
     assert any("Saved phone-06.jpg as **Shirt**" in s.value for s in at.success)
     [correction] = store.list()
@@ -109,14 +120,8 @@ def test_improve_with_my_corrections_saves_a_new_model(photo_models, fashion_mni
 def test_the_saved_message_shows_under_the_answer_it_belongs_to(photo_models):
     """Saving reruns the whole page (the review and the sidebar see the new photo); the message
     then appears under the second answer, not taken by the first."""
-    at = open_app("views/classify.py")
-    at.get("file_uploader")[0].set_value([("phone-06.jpg", photo("phone-06.jpg"), "image/jpeg"),
-                                          ("phone-09.jpg", photo("phone-09.jpg"), "image/jpeg")])
-    at.run()
-    at.selectbox(key="correct_label_1").set_value("Bag")
-    at.run()
-    at.button(key="correct_save_1").click()
-    at.run()
+    at = classify("phone-06.jpg", "phone-09.jpg")
+    save_correction(at, 1, "Bag")
     assert_clean(at)
     assert any("Saved phone-09.jpg as **Bag**" in s.value for s in at.success)
     assert any(h.value.startswith("Your corrections (1 photo)") for h in at.subheader)
