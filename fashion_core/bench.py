@@ -37,9 +37,9 @@ JSON keys (``bench --json``, one object; stable names):
 - ``photo_proxy``: ``model``, ``n``, ``clean_accuracy``, ``photo_accuracy``, ``ratio``,
   ``target_ratio`` (synthetic catalogue photos vs clean test images)
 - ``calibration``: ``target_ece``, ``n_bins``, ``models``: one per shipped model: ``name``,
-  ``temperature`` (null when never calibrated: ``python -m fashion_core calibrate NAME``),
-  ``ece_before``, ``ece`` (after the temperature), on the test images as served (flip-TTA
-  where used)
+  ``temperature`` and ``method`` (``calibration.Calibration.method``; both null when never
+  calibrated: ``python -m fashion_core calibrate NAME``), ``ece_before``, ``ece`` (after the
+  stored calibration), on the test images as served (flip-TTA where used)
 - ``ann`` (suite ``ann``): approximate nearest-neighbour search at catalogue scale on synthetic
   clustered vectors, with the index the studio uses for big galleries (``neighbours``):
   ``date``, ``n``, ``dims``, ``k``, ``index``, ``build_seconds``, ``memory_mb`` (resident memory
@@ -181,7 +181,7 @@ def bench_models(registry, entries, dataset, test_idx, repeats):
 
 
 def bench_calibration(registry, entries, dataset, test_idx):
-    """Test-set ECE of every shipped model before and after its stored temperature."""
+    """Test-set ECE of every shipped model before and after its stored calibration."""
     from .calibration import N_BINS, calibration_report
     from .predict import served_probabilities
 
@@ -190,8 +190,9 @@ def bench_calibration(registry, entries, dataset, test_idx):
         model = registry.load_served(entry.name)
         probabilities = served_probabilities(model, dataset.x_test[test_idx], entry.uses_flip_tta)
         stored = entry.calibration is not None
-        report = calibration_report(probabilities, dataset.y_test[test_idx], entry.temperature)
+        report = calibration_report(probabilities, dataset.y_test[test_idx], entry.calibrator)
         rows.append({"name": entry.name, "temperature": entry.temperature if stored else None,
+                     "method": report["method"] if stored else None,
                      "ece_before": report["ece_before"], "ece": report["ece"]})
     return {"target_ece": TARGET_ECE, "n_bins": N_BINS, "models": rows}
 
@@ -494,7 +495,7 @@ def run_benchmark(quick=False, registry=None, progress=None, suites=None):
         result["photo_proxy"] = {"model": best, **photo, "target_ratio": TARGET_PHOTO_RATIO}
 
     if "calibration" in suites:
-        say(f"calibration: ECE before / after the stored temperature on {len(test_idx)} test images")
+        say(f"calibration: ECE before / after the stored calibration on {len(test_idx)} test images")
         result["calibration"] = bench_calibration(registry, entries, dataset, test_idx)
 
     if "saliency" in suites:
@@ -594,7 +595,8 @@ def format_report(result):
     if cal:
         for r in cal["models"]:
             lines.append(f"calibration {r['name']:<22} ECE {r['ece_before']:.4f} → {r['ece']:.4f} "
-                         f"(temperature {_fmt(r['temperature'], '.3f')}; target ≤ {cal['target_ece']})")
+                         f"({r.get('method') or 'not calibrated'}, temperature {_fmt(r['temperature'], '.3f')}; "
+                         f"target ≤ {cal['target_ece']})")
     sal = result.get("saliency")
     if sal:
         lines.append(f"saliency ({sal['model']}, {sal['n']} test images): hiding the {sal['hide_fraction']:.0%} most salient "

@@ -214,10 +214,10 @@ def cmd_evaluate(args):
     result = evaluate_and_store(args.name)
     payload = {"name": args.name, **{k: result[k] for k in ("accuracy", "loss", "top_k_accuracy", "confusion_matrix", "per_class", "macro_f1", "n_samples")}}
     calibration = result["calibration"]
-    payload["calibration"] = {k: calibration[k] for k in ("ece", "ece_before", "temperature", "bins")}
+    payload["calibration"] = {k: calibration[k] for k in ("ece", "ece_before", "method", "temperature", "bins")}
     lines = [f"{args.name}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on {result['n_samples']} test images",
-             f"calibration: ECE {calibration['ece_before']:.4f} → {calibration['ece']:.4f} at temperature "
-             f"{calibration['temperature']:.3f} ({len(calibration['bins'])} bins)",
+             f"calibration: ECE {calibration['ece_before']:.4f} → {calibration['ece']:.4f} ({calibration['method']}, "
+             f"temperature {calibration['temperature']:.3f}; {len(calibration['bins'])} bins)",
              f"{'class':<14}{'precision':>10}{'recall':>8}{'f1':>8}{'specif.':>9}{'support':>9}"]
     for row in result["per_class"]:
         lines.append(f"{row['class']:<14}{row['precision']:>10.3f}{row['recall']:>8.3f}{row['f1']:>8.3f}"
@@ -247,10 +247,11 @@ def cmd_calibrate(args):
     from .runs import calibrate_and_store
 
     result = calibrate_and_store(args.name)
-    payload = {"name": args.name, **{k: result[k] for k in ("temperature", "ece_before", "ece", "fitted_on",
+    payload = {"name": args.name, **{k: result[k] for k in ("method", "temperature", "ece_before", "ece", "fitted_on",
                                                             "validation_images", "test_images", "flip_tta")}}
-    human = (f"{args.name}: temperature {result['temperature']:.3f} fitted on the {result['fitted_on']}; test-set ECE "
-             f"{result['ece_before']:.4f} → {result['ece']:.4f} ({result['test_images']} images); stored in calibration.json")
+    human = (f"{args.name}: {result['method']} (temperature {result['temperature']:.3f}) fitted on the "
+             f"{result['fitted_on']}; test-set ECE {result['ece_before']:.4f} → {result['ece']:.4f} "
+             f"({result['test_images']} images); stored in calibration.json")
     return payload, human
 
 
@@ -630,7 +631,7 @@ COMMANDS = {
     "evaluate": Command("evaluate a saved model on its dataset's test set", _name_argument, cmd_evaluate),
     "precompute": Command("store what the dashboard's pages need (test probabilities, embeddings, 2-D map)",
                           _optional_name_argument, cmd_precompute),
-    "calibrate": Command("fit a model's confidence temperature on its validation split and store it",
+    "calibrate": Command("fit a model's confidence calibration on its validation split and store it",
                          _name_argument, cmd_calibrate),
     "audit-labels": Command("rank the training labels out-of-fold models dispute (confident learning)",
                             _audit_arguments, cmd_audit_labels),

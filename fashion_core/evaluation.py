@@ -84,11 +84,12 @@ def evaluate_probabilities(probabilities, y_true, class_names, top_k=(2, 3, 5)):
     }
 
 
-def evaluate_model(model, dataset, tta=False, temperature=1.0, predictions=None):
+def evaluate_model(model, dataset, tta=False, calibration=None, predictions=None):
     """Evaluate a classifier on ``dataset``'s test set; with ``tta`` also on flip-TTA predictions.
 
     ``calibration`` (``calibration.calibration_report``) covers the probabilities as served
-    (flip-TTA when ``tta``) with ``temperature`` (1.0: uncalibrated). ``predictions``:
+    (flip-TTA when ``tta``) with ``calibration`` (a ``calibration.Calibration``; None:
+    uncalibrated). ``predictions``:
     ``predict.test_set_predictions`` of this model and test set, when the caller has them.
     """
     probs, served = predictions or test_set_predictions(model, dataset.x_test, tta)
@@ -98,7 +99,7 @@ def evaluate_model(model, dataset, tta=False, temperature=1.0, predictions=None)
         result["flip_tta_accuracy"] = float(np.mean(served.argmax(axis=1) == dataset.y_test))
     else:
         served = probs
-    result["calibration"] = calibration_report(served, dataset.y_test, temperature)
+    result["calibration"] = calibration_report(served, dataset.y_test, calibration)
     return result
 
 

@@ -37,6 +37,14 @@ def check_format(fmt):
     return fmt
 
 
+CALIBRATION_NOTE = (
+    "fashion_core.calibration.Calibration.from_json(calibration).apply(p) reproduces it; by hand: take the "
+    "predicted class k = argmax p; divide log p by class_temperatures[k] (or temperature when absent) and "
+    "renormalise; with top_label_beta, map the top probability c to 1 / (1 + exp(-(a ln c - b ln(1 - c) + m))) "
+    "with (a, b, m) = top_label_beta[k], never below what keeps class k on top, and scale the other classes "
+    "to fill the rest")
+
+
 def preprocessing_facts(entry):
     """``preprocessing.json``: the input recipe plus what the model's answers mean."""
     return {
@@ -44,7 +52,10 @@ def preprocessing_facts(entry):
         "class_names": list(entry.metadata.get("class_names") or []),
         "output": "softmax probabilities in class_names order",
         "temperature": entry.temperature,
-        "temperature_note": "divide log-probabilities by it and renormalise for calibrated confidence",
+        "temperature_note": "divide log-probabilities by it and renormalise for calibrated confidence "
+                            "(the whole calibration when calibration.method is 'temperature')",
+        "calibration": entry.calibrator.to_json(),
+        "calibration_note": CALIBRATION_NOTE,
         "flip_tta": entry.uses_flip_tta,
         "flip_tta_note": "average the probabilities of the image and its left-right mirror" if entry.uses_flip_tta else None,
         **recipe(entry.metadata.get("image_shape") or (28, 28, 1)),

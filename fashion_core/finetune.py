@@ -165,7 +165,7 @@ def heldout_split(labels, groups=None, fraction=0.2, seed=0):
 def replay_sample(data, size, validation_fraction=0.1, split_seed=0, seed=0):
     """``(x, y)``: a seeded sample of ``size`` training images of ``data`` (the base model's own
     training data), never from the validation split its training held out (``validation_fraction``
-    and ``split_seed`` are the base's): the temperature is refitted on that split."""
+    and ``split_seed`` are the base's): the confidence calibration is refitted on that split."""
     if data.x_val is not None or not validation_fraction:
         pool = np.arange(len(data.y_train))
     else:
@@ -236,7 +236,7 @@ def finetune_and_save(base_name, csv_path, name, *, registry=None, progress=None
         "random" or "none"), ``skipped`` ([file, reason]), ``repeat``, ``replay``, ``train_seconds``,
         ``recipe``, ``path``.
     """
-    from .runs import calibration_on_test, dataset_for_model, fit_calibration, precompute_and_store, training_dataset_for
+    from .runs import calibrate_on_validation, calibration_on_test, dataset_for_model, precompute_and_store, training_dataset_for
     from .training import fit_classifier
 
     say = say or (lambda line: None)
@@ -277,9 +277,9 @@ def finetune_and_save(base_name, csv_path, name, *, registry=None, progress=None
                                       progress=progress, verbose=verbose)
 
     say("measuring the fine-tuned model")
-    temperature, calibration = fit_calibration(model, own, validation_fraction, base_seed, tta)
+    calibrator, calibration = calibrate_on_validation(model, own, validation_fraction, base_seed, tta)
     predictions = test_set_predictions(model, test.x_test, tta)
-    evaluation = evaluate_model(model, test, tta=tta, temperature=temperature, predictions=predictions)
+    evaluation = evaluate_model(model, test, tta=tta, calibration=calibrator, predictions=predictions)
     calibration = {**calibration, **calibration_on_test(evaluation)} if calibration else None
     after = {"heldout_accuracy": _accuracy(model, held_x, held_y, tta),
              "test_accuracy": evaluation["flip_tta_accuracy"] if tta else evaluation["accuracy"]}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import litert, precompute
-from .calibration import apply_temperature
+from .calibration import as_calibration
 from .classes import keywords_for
 from .errors import FashionError, ImageError, ModelNotFoundError
 from .ood import confidence_scores, errors_from_reconstructions, ood_score
@@ -95,10 +95,10 @@ class Classifier:
     photo_trained : bool
         The model learnt from real photos (scenes, beds, floors): a busy background is then no
         reason to doubt its answer.
-    temperature : float
-        Softmax temperature fitted on the validation split (``calibration.json``): the
-        probabilities people read are ``softmax(log p / temperature)``. The "none of these"
-        calibration keeps reading the raw probabilities it was calibrated on.
+    calibration : calibration.Calibration or float
+        The confidence map fitted on the validation split (``calibration.json``; a bare number is
+        a temperature): the probabilities people read are ``calibration.apply(p)``. The "none of
+        these" calibration keeps reading the raw probabilities it was calibrated on.
     class_keywords : dict, optional
         A catalogue model's own shopper keywords ({class: keywords}); see ``classes.keywords_for``.
     litert_model : bytes, optional
@@ -116,7 +116,7 @@ class Classifier:
     """
 
     def __init__(self, model, class_names, image_shape, *, autoencoder=None, ood=None, name=None,
-                 min_confidence=DEFAULT_MIN_CONFIDENCE, flip_tta=False, photo_trained=False, temperature=1.0,
+                 min_confidence=DEFAULT_MIN_CONFIDENCE, flip_tta=False, photo_trained=False, calibration=None,
                  class_keywords=None, litert_model=None, model_loader=None):
         if model is None and (litert_model is None or model_loader is None):
             raise ValueError("a Classifier needs a Keras model, or a LiteRT model and a loader for the Keras one")
@@ -133,7 +133,7 @@ class Classifier:
         self.autoencoder = autoencoder if self.ood and self.ood.get("reconstruction_threshold") else None
         self.ood_source = None  # name of the model whose autoencoder gives the OOD score
         self.flip_tta = bool(flip_tta)
-        self.temperature = float(temperature or 1.0)
+        self.calibration = as_calibration(calibration)
         self.class_keywords = dict(class_keywords or {})
         # the same probabilities either way; LiteRT answers a single photo several times faster (litert.py)
         self.runtime = "litert" if litert_model is not None else "tensorflow"
@@ -184,7 +184,7 @@ class Classifier:
             autoencoder, ood_meta, source = _find_autoencoder(registry, entry, image_shape)
         options.setdefault("flip_tta", entry.uses_flip_tta)
         options.setdefault("photo_trained", entry.is_photo_model)
-        options.setdefault("temperature", entry.temperature)
+        options.setdefault("calibration", entry.calibrator)
         options.setdefault("class_keywords", entry.class_keywords)
         classifier = cls(model, class_names, image_shape, autoencoder=autoencoder, ood=ood_meta, name=name, **options)
         classifier.ood_source = source if classifier.autoencoder is not None else None
@@ -267,8 +267,8 @@ class Classifier:
         )
 
     def calibrated(self, probabilities):
-        """Raw probabilities (..., K) → calibrated ones (the stored temperature applied)."""
-        return apply_temperature(probabilities, self.temperature)
+        """Raw probabilities (..., K) → calibrated ones (the stored calibration applied)."""
+        return self.calibration.apply(probabilities)
 
     def saliency(self, model_input, class_index=None, method=None):
         """(H, W) float map in [0, 1] of the pixels that drove the answer for ``class_index``

@@ -8,7 +8,7 @@ Layout (one folder per model)::
     models/<name>/history.json       training curves per stage
     models/<name>/evaluation.json    test-set evaluation (confusion matrix, per class, mistakes)
     models/<name>/cv.json, sweep.json  optional experiment results
-    models/<name>/calibration.json  temperature fitted on the validation split, test-set ECE
+    models/<name>/calibration.json  confidence map fitted on the validation split, test-set ECE
     models/_audits/<name>.json   saved label audits (scan() skips "_" folders: never a model)
     models/_jobs/<id>/           background jobs' state (``jobs.JobStore``; never a model)
     models/_corrections/         the corrections catalogue (``corrections.py``: labels.csv + images/)
@@ -242,10 +242,19 @@ class ModelEntry:
         return data if isinstance(data, dict) else None
 
     @property
+    def calibrator(self):
+        """The confidence map served with the model (``calibration.Calibration``; the identity for
+        a model never calibrated)."""
+        from .calibration import Calibration
+
+        classes = self.metadata.get("class_names")
+        return Calibration.from_json(self.calibration, num_classes=len(classes) if classes else None)
+
+    @property
     def temperature(self):
-        """The softmax temperature served with the model (1.0: uncalibrated)."""
-        value = (self.calibration or {}).get("temperature")
-        return float(value) if isinstance(value, (int, float)) and value > 0 else 1.0
+        """The softmax temperature fitted over all of the model's validation answers (1.0:
+        uncalibrated); ``calibrator`` is what is served."""
+        return self.calibrator.temperature
 
     @property
     def class_keywords(self):

@@ -17,7 +17,7 @@ from . import litert, transfer, zoo
 from .loaders import load_dataset
 from .errors import DataError
 from .evaluation import evaluate_model
-from .calibration import calibration_report, fit_temperature
+from .calibration import Calibration, calibration_report, fit_calibration
 from .predict import served_probabilities, test_set_predictions
 from .registry import CALIBRATION_FILE, EVALUATION_FILE, Registry, dataset_metadata, dataset_metadata_fields
 from .training import TrainingCancelled, train, validation_data
@@ -86,9 +86,10 @@ def train_and_save(dataset, config, name, registry=None, progress=None, verbose=
     # test set, so stored mistakes index ``load_dataset(metadata["dataset"]).x_test``.
     use_tta = zoo.get_spec(config.arch).flip_tta if tta is None else tta
     trained_on = dataset.subset(config.limit, seed=config.seed) if config.limit else dataset
-    temperature, calibration = fit_calibration(result.model, trained_on, config.validation_fraction, config.seed, use_tta)
+    calibrator, calibration = calibrate_on_validation(result.model, trained_on, config.validation_fraction, config.seed,
+                                                      use_tta)
     predictions = test_set_predictions(result.model, dataset.x_test, use_tta)
-    evaluation = evaluate_model(result.model, dataset, tta=use_tta, temperature=temperature, predictions=predictions)
+    evaluation = evaluate_model(result.model, dataset, tta=use_tta, calibration=calibrator, predictions=predictions)
     calibration = {**calibration, **calibration_on_test(evaluation)} if calibration else None
     spec = zoo.get_spec(config.arch)
     import keras
@@ -165,17 +166,21 @@ def _check_not_stopped(progress):
         raise TrainingCancelled("stopped before saving")
 
 
-def fit_calibration(model, data, validation_fraction, seed, flip_tta):
-    """``(temperature, facts)``: the softmax temperature fitted on the validation split training
-    held out of ``data`` (``training.validation_data``), never on the test set; ``(1.0, None)``
-    without a validation split."""
+def calibrate_on_validation(model, data, validation_fraction, seed, flip_tta):
+    """``(Calibration, facts)``: the confidence map (``calibration.fit_calibration``) fitted on the
+    validation split training held out of ``data`` (``training.validation_data``), never on the
+    test set; ``(Calibration(), None)`` without a validation split. ``facts`` is what
+    ``calibration.json`` stores of the fit: the map, where it was fitted and the cross-validated
+    top-label log-loss of each method it chose among (``selection``)."""
     x_val, y_val = validation_data(data, validation_fraction, seed)
     if not len(y_val):
-        return 1.0, None
-    temperature = fit_temperature(served_probabilities(model, x_val, flip_tta), y_val)
-    return temperature, {"method": "temperature", "temperature": temperature, "flip_tta": bool(flip_tta),
-                         "fitted_on": f"validation split ({len(y_val)} images, fraction {validation_fraction}, seed {seed})",
-                         "validation_images": int(len(y_val))}
+        return Calibration(), None
+    calibrator, losses = fit_calibration(served_probabilities(model, x_val, flip_tta), y_val)
+    return calibrator, {**calibrator.to_json(), "flip_tta": bool(flip_tta),
+                        "fitted_on": f"validation split ({len(y_val)} images, fraction {validation_fraction}, seed {seed})",
+                        "validation_images": int(len(y_val)),
+                        **({"selection": {"cv_top_label_log_loss": {m: round(v, 6) for m, v in losses.items()}}}
+                           if losses else {})}
 
 
 def calibration_on_test(evaluation):
@@ -201,7 +206,7 @@ def training_dataset_for(entry):
 
 
 def calibrate_and_store(name, registry=None):
-    """Fit registry model ``name``'s temperature on its training validation split, measure the
+    """Fit registry model ``name``'s confidence map on its training validation split, measure the
     test-set ECE before and after, and store both in ``calibration.json`` (a side file: the
     model and its metadata are left as they are). Returns the stored dict."""
     registry = registry or Registry()
@@ -209,14 +214,14 @@ def calibrate_and_store(name, registry=None):
     hp = entry.metadata.get("hyper_parameters") or {}
     model = registry.load_classifier(name)
     fraction = hp.get("validation_fraction", 0.1)
-    temperature, calibration = fit_calibration(model, training_dataset_for(entry), fraction, hp.get("seed", 0),
-                                               entry.uses_flip_tta)
+    calibrator, calibration = calibrate_on_validation(model, training_dataset_for(entry), fraction, hp.get("seed", 0),
+                                                      entry.uses_flip_tta)
     if calibration is None:
         raise DataError(f"{name} was trained without a validation split (fraction {fraction}): nothing to fit a temperature on.")
     test = dataset_for_model(entry)
     evaluation = {"n_samples": int(len(test.y_test)),
                   "calibration": calibration_report(served_probabilities(model, test.x_test, entry.uses_flip_tta),
-                                                    test.y_test, temperature)}
+                                                    test.y_test, calibrator)}
     calibration = {**calibration, **calibration_on_test(evaluation)}
     registry.update_json(name, CALIBRATION_FILE, calibration)
     return calibration
@@ -273,7 +278,7 @@ def evaluate_and_store(name, registry=None, model=None, dataset=None):
     model = registry.load_classifier(name) if model is None else model
     dataset = dataset_for_model(entry) if dataset is None else dataset
     predictions = test_set_predictions(model, dataset.x_test, entry.uses_flip_tta)
-    evaluation = evaluate_model(model, dataset, tta=entry.uses_flip_tta, temperature=entry.temperature,
+    evaluation = evaluate_model(model, dataset, tta=entry.uses_flip_tta, calibration=entry.calibrator,
                                 predictions=predictions)
     registry.update_json(name, EVALUATION_FILE, evaluation)
     registry.update_metadata(name, test_accuracy=evaluation["accuracy"], test_loss=evaluation["loss"],
@@ -303,7 +308,7 @@ def precompute_and_store(name, registry=None, model=None, dataset=None, predicti
 
 
 def ensemble_and_save(members, name, weights=None, registry=None, overwrite=False, progress=None, flip=None):
-    """Register an ensemble of registry models (``ensemble.py``): calibrate its temperature on the
+    """Register an ensemble of registry models (``ensemble.py``): calibrate its confidence on the
     lead member's validation split, evaluate it on the lead's test set, calibrate "none of these"
     on the photos the photo members' training held out, and store what the pages need. The
     ensemble's folder holds no weights: its members' files are read when it is loaded.
@@ -391,14 +396,14 @@ def ensemble_and_save(members, name, weights=None, registry=None, overwrite=Fals
     say("assembling the members")
     model = ensemble.build([registry.load_classifier(m) for m in members], weights, name=name,
                            flips=metadata[ensemble.KEY]["flip"])
-    say("fitting the confidence temperature on the validation split")
-    temperature, calibration = fit_calibration(model, training_dataset_for(provisional),
-                                               metadata["hyper_parameters"]["validation_fraction"],
-                                               metadata["hyper_parameters"]["seed"], use_tta)
+    say("fitting the confidence calibration on the validation split")
+    calibrator, calibration = calibrate_on_validation(model, training_dataset_for(provisional),
+                                                      metadata["hyper_parameters"]["validation_fraction"],
+                                                      metadata["hyper_parameters"]["seed"], use_tta)
     say("evaluating on the test set")
     dataset = dataset_for_model(provisional)
     predictions = test_set_predictions(model, dataset.x_test, use_tta)
-    evaluation = evaluate_model(model, dataset, tta=use_tta, temperature=temperature, predictions=predictions)
+    evaluation = evaluate_model(model, dataset, tta=use_tta, calibration=calibrator, predictions=predictions)
     calibration = {**calibration, **calibration_on_test(evaluation)} if calibration else None
     metadata.update({"test_size": int(len(dataset.y_test)), "test_accuracy": evaluation["accuracy"],
                      "test_loss": evaluation["loss"], "flip_tta_accuracy": evaluation.get("flip_tta_accuracy")})

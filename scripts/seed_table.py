@@ -325,8 +325,12 @@ def render_photo_table(bench):
     return "\n".join(lines)
 
 
+METHOD_LABELS = {"temperature": "one temperature", "class_temperature": "temperature per class",
+                 "class_temperature+top_label_beta": "temperature + confidence map per class"}
+
+
 def render_trust_table(bench, audit=None, flip=None):
-    """README's "Trust" section: ECE before / after the temperature of every shipped model and the
+    """README's "Trust" section: ECE before / after the calibration of every shipped model and the
     saliency faithfulness (from a saved ``bench --json`` result), the shipped label audit's count
     with a few examples, and the flipped-label check."""
     lines = []
@@ -338,12 +342,15 @@ def render_trust_table(bench, audit=None, flip=None):
                   + (", `--quick`: a subset" if bench.get("quick") else "") + ").", ""]
     if calibration:
         lines += [f"**Calibrated confidence** (expected calibration error, {calibration['n_bins']} bins, "
-                  f"{bench['settings']['test_images']:,} official test images; temperature fitted on each model's "
-                  "validation split, `python -m fashion_core calibrate NAME`):", "",
-                  "| model | temperature | ECE before | ECE after | goal |", "|---|---|---|---|---|"]
+                  f"{bench['settings']['test_images']:,} official test images; calibration fitted on each model's "
+                  "validation split, `python -m fashion_core calibrate NAME`, which keeps one temperature unless a "
+                  "per-class map cross-validates better there):", "",
+                  "| model | calibration | temperature | ECE before | ECE after | goal |", "|---|---|---|---|---|---|"]
         for r in calibration["models"]:
-            temperature = "not fitted" if r["temperature"] is None else f"{r['temperature']:.3f}"
-            lines.append(f"| `{r['name']}` | {temperature} | {r['ece_before']:.4f} | {r['ece']:.4f} | "
+            fitted = r["temperature"] is not None
+            method = METHOD_LABELS.get(r.get("method") or "temperature", r.get("method")) if fitted else "not fitted"
+            temperature = f"{r['temperature']:.3f}" if fitted else "–"
+            lines.append(f"| `{r['name']}` | {method} | {temperature} | {r['ece_before']:.4f} | {r['ece']:.4f} | "
                          f"≤ {calibration['target_ece']} |")
         lines.append("")
     else:

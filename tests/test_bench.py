@@ -80,7 +80,7 @@ def test_bench_quick_json(models_env, capsys):
     assert calibration["target_ece"] == 0.015 and calibration["n_bins"] == 15
     assert {r["name"] for r in calibration["models"]} == set(models)
     for row in calibration["models"]:
-        assert set(row) == {"name", "temperature", "ece_before", "ece"}
+        assert set(row) == {"name", "temperature", "method", "ece_before", "ece"}
         assert _fraction(row["ece_before"]) and _fraction(row["ece"]) and _finite_positive(row["temperature"])
 
     saliency = result["saliency"]

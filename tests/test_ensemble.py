@@ -87,7 +87,7 @@ def test_cli_builds_registers_and_serves_an_ensemble(registry, capsys):
     photo = next((PHOTO_FIXTURES / "images").rglob("*.jpg")).read_bytes()
     prediction = Classifier.from_registry("both", registry=registry).classify(photo)
     expected = 0.75 * np.exp(6) / (np.exp(6) + 9) + 0.25 / (np.exp(6) + 9)
-    raw = Classifier.from_registry("both", registry=registry, temperature=1.0).forward(
+    raw = Classifier.from_registry("both", registry=registry, calibration=None).forward(
         prediction.prepared.model_input[None])[0]
     assert prediction.class_name == "Sneaker" and raw[7] == pytest.approx(expected, abs=1e-5)
 

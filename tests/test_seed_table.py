@@ -102,6 +102,8 @@ def test_trust_table_from_a_saved_bench_result(seed_table, registry, tmp_path):
              "settings": {"test_images": 10000},
              "calibration": {"target_ece": 0.015, "n_bins": 15, "models": [
                  {"name": "fashion_net", "temperature": 0.654, "ece_before": 0.0818, "ece": 0.0079},
+                 {"name": "seed004_cnn", "temperature": 0.885, "method": "class_temperature+top_label_beta",
+                  "ece_before": 0.0379, "ece": 0.0112},
                  {"name": "plain", "temperature": None, "ece_before": 0.02, "ece": 0.02}]},
              "saliency": {"model": "fashion_net", "n": 500, "hide_fraction": 0.2, "default_method": "occlusion",
                           "share_salient_lowers_more": 0.9, "target_share": 0.8, "methods": [
@@ -116,7 +118,8 @@ def test_trust_table_from_a_saved_bench_result(seed_table, registry, tmp_path):
             "recall_at_flipped": 0.715, "seconds": 63.0}
     assert "not measured" in seed_table.render_trust_table(None)
     table = seed_table.render_trust_table(bench, audit, flip)
-    assert "| `fashion_net` | 0.654 | 0.0818 | 0.0079 | ≤ 0.015 |" in table
+    assert "| `fashion_net` | one temperature | 0.654 | 0.0818 | 0.0079 | ≤ 0.015 |" in table  # an older result
+    assert "| `seed004_cnn` | temperature + confidence map per class | 0.885 | 0.0379 | 0.0112 |" in table
     assert "| `plain` | not fitted |" in table
     assert "| occlusion (shown) | 90.0% | 0.400 | 0.100 | ≥ 80% |" in table
     assert "**2,043 of the 60,000**" in table and "| 7 | A | B | 0.990 |" in table

@@ -41,6 +41,51 @@ def test_temperature_fitted_on_overconfident_answers_lowers_the_ece():
         apply_temperature(p, -1)
 
 
+def _bent(n=6000, k=4, seed=0):
+    """Answers one temperature cannot calibrate: right far more often than they say in the middle
+    (a 50% answer is right 75% of the time), while the confident ones are right as often as they say."""
+    rng = np.random.default_rng(seed)
+    predicted = rng.integers(0, k, n)
+    confidence = rng.uniform(0.3, 0.99, n)
+    truth_rate = np.where(confidence < 0.8, np.minimum(confidence + 0.25, 0.95), confidence)
+    labels = np.where(rng.random(n) < truth_rate, predicted, (predicted + 1 + rng.integers(0, k - 1, n)) % k)
+    p = np.empty((n, k))
+    p[:] = ((1 - confidence) / (k - 1))[:, None]
+    p[np.arange(n), predicted] = confidence
+    return p, labels
+
+
+def test_per_class_calibration_bends_what_one_temperature_cannot():
+    from fashion_core.calibration import (Calibration, calibration_report, cross_validated_losses, fit_calibration,
+                                          fit_temperature)
+
+    p, y = _bent()
+    test_p, test_y = _bent(seed=1)
+    calibration, losses = fit_calibration(p, y)
+    assert calibration.method == "class_temperature+top_label_beta"
+    assert losses == cross_validated_losses(p, y) and losses[calibration.method] == min(losses.values())
+    calibrated = calibration.apply(test_p)
+    assert np.allclose(calibrated.sum(axis=1), 1) and (calibrated.argmax(1) == test_p.argmax(1)).all()
+    one_temperature = calibration_report(test_p, test_y, fit_temperature(p, y))["ece"]
+    assert calibration_report(test_p, test_y, calibration)["ece"] < one_temperature / 2
+    assert calibration.apply(test_p[0]).shape == (4,)  # one row as well as many
+    # stored and read back exactly; older or damaged files give what can be trusted of them
+    assert Calibration.from_json(calibration.to_json(), num_classes=4) == calibration
+    assert Calibration.from_json({"temperature": 1.7}) == Calibration(1.7)
+    assert Calibration.from_json({"temperature": 1.7, "class_temperatures": [1, 2]}, num_classes=4) == Calibration(1.7)
+    assert Calibration.from_json({"temperature": -3, "top_label_beta": "x"}) == Calibration()
+    assert Calibration.from_json(None).apply(test_p) is not None
+
+
+def test_a_calibrated_model_keeps_one_temperature_when_nothing_richer_helps():
+    from fashion_core.calibration import fit_calibration
+
+    p, y = _overconfident()  # one confidence for every answer: nothing for a per-class map to bend
+    assert fit_calibration(p, y)[0].method == "temperature"
+    small, _ = fit_calibration(*_bent(n=300))  # too few answers for 5 folds of 100: one temperature
+    assert small.method == "temperature" and small.class_temperatures == ()
+
+
 def test_coverage_accuracy_trades_answers_for_accuracy():
     from fashion_core.calibration import coverage_accuracy, coverage_curve
 
@@ -61,7 +106,7 @@ def test_training_stores_a_temperature_and_the_classifier_serves_it(trained_regi
     assert "validation split" in calibration["fitted_on"] and calibration["test_images"] > 0
     assert {"ece", "ece_before", "bins", "bins_before"} <= set(calibration)
     classifier = Classifier.from_registry("tiny_cnn", registry=trained_registry)
-    assert classifier.temperature == entry.temperature
+    assert classifier.calibration == entry.calibrator and entry.calibrator.method == calibration["method"]
     prediction = classifier.classify(png_bytes(np.full((28, 28), 200, np.uint8)))
     raw = classifier.forward(prediction.prepared.model_input[None])[0]
     assert prediction.probability == pytest.approx(float(classifier.calibrated(raw).max()))
@@ -73,7 +118,7 @@ def test_confidence_ood_reads_raw_probabilities(photo_models):
 
     image = png_bytes(np.full((28, 28), 200, np.uint8))
     plain = Classifier.from_registry("unsure", registry=photo_models).classify(image)
-    hot = Classifier.from_registry("unsure", registry=photo_models, temperature=0.2).classify(image)
+    hot = Classifier.from_registry("unsure", registry=photo_models, calibration=0.2).classify(image)
     assert plain.none_of_these and hot.none_of_these and plain.ood_score == hot.ood_score
 
 
@@ -84,7 +129,8 @@ def test_calibrate_and_evaluate_commands(models_env, capsys):
     assert models_env.get("tiny_ae").temperature == pytest.approx(payload["temperature"])
     assert cli.main(["evaluate", "tiny_ae", "--json"]) == 0
     calibration = json.loads(capsys.readouterr().out)["calibration"]
-    assert set(calibration) == {"ece", "ece_before", "temperature", "bins"}
+    assert set(calibration) == {"ece", "ece_before", "method", "temperature", "bins"}
+    assert calibration["method"] == payload["method"] == models_env.get("tiny_ae").calibrator.method
     assert calibration["temperature"] == pytest.approx(payload["temperature"]) and len(calibration["bins"]) == 15
     assert cli.main(["calibrate", "no_such_model"]) == 2
     assert "no model named" in capsys.readouterr().err

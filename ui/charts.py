@@ -194,11 +194,11 @@ def clicked_map_row(event):
 
 
 def reliability_figure(bins_before, bins_after):
-    """Reliability diagram: accuracy against confidence per bin, before and after the
-    temperature, with the diagonal of perfect calibration (``calibration.reliability_bins``)."""
+    """Reliability diagram: accuracy against confidence per bin, before and after
+    calibration, with the diagonal of perfect calibration (``calibration.reliability_bins``)."""
     fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
                                line=dict(color="#ADB5BD", dash="dash")))
-    for bins, label, colour in ((bins_before, "before", SECOND), (bins_after, "after temperature", ACCENT)):
+    for bins, label, colour in ((bins_before, "before", SECOND), (bins_after, "after calibration", ACCENT)):
         rows = [b for b in bins or [] if b["count"]]
         if rows:
             fig.add_trace(go.Scatter(x=[b["confidence"] for b in rows], y=[b["accuracy"] for b in rows],

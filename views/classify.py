@@ -133,7 +133,7 @@ def result_ui(i, name, result, expanded=True, classifier=None):
                     st.warning("Not sure about this one: " + "; ".join(result.flag_reasons))
             widgets.probability_bars(result.top_k)
             st.caption("Calibrated probabilities: a 90% answer is right about 90% of the time "
-                       "(temperature fitted on held-out validation images).")
+                       "(calibration fitted on held-out validation images).")
             for note in result.prepared.notes:
                 st.caption(note)
 

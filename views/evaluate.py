@@ -11,7 +11,7 @@ import streamlit as st
 from fashion_core.errors import FashionError
 from fashion_core.evaluation import cell_members, most_confused_pair
 from fashion_core.registry import best_entry
-from fashion_core.calibration import apply_temperature, calibration_report, coverage_accuracy, coverage_curve
+from fashion_core.calibration import calibration_report, coverage_accuracy, coverage_curve
 from ui import cache, charts, links, tables, widgets
 from ui.progress import StreamlitProgress
 
@@ -264,25 +264,38 @@ def experiments_ui(entry):
         st.dataframe(tables.experiment_table(kind, result), hide_index=True)
 
 
+METHOD_NOTES = {
+    "class_temperature": "One temperature per predicted class: on this model's validation images that fitted "
+                         "better (5-fold cross-validation) than one temperature for all.",
+    "class_temperature+top_label_beta": "One temperature per predicted class, then a smooth map of each answer's "
+                                        "confidence by its class: one temperature could not fix both the middle "
+                                        "and the top of this model's curve (chosen by 5-fold cross-validation on "
+                                        "its validation images; the answers themselves never change).",
+}
+
+
 def calibration_ui(entry):
-    """Reliability diagram before / after the temperature, and the coverage vs accuracy slider."""
+    """Reliability diagram before / after calibration, and the coverage vs accuracy slider."""
     if (loaded := test_set_of(entry)) is None:
         return
     data, probabilities = loaded
-    temperature = entry.temperature
+    calibrator = entry.calibrator
     stored = entry.calibration
-    report = stored if stored and "bins" in stored else calibration_report(probabilities, data.y_test, temperature)
+    report = stored if stored and "bins" in stored else calibration_report(probabilities, data.y_test, calibrator)
     if stored is None:
-        st.info(f"**{entry.name}** has no fitted temperature yet: its answers are shown as the model gives them. "
+        st.info(f"**{entry.name}** has no fitted calibration yet: its answers are shown as the model gives them. "
                 f"Fit one on its validation split with `python -m fashion_core calibrate {entry.name}`.")
     c1, c2, c3 = st.columns(3)
     c1.metric("ECE before", f"{report['ece_before']:.4f}", help="Expected calibration error: the mean gap between "
               "confidence and accuracy over 15 confidence bins, weighted by images (lower is better).")
     c2.metric("ECE after", f"{report['ece']:.4f}", delta=f"{report['ece'] - report['ece_before']:+.4f}", delta_color="inverse")
-    c3.metric("Temperature", f"{temperature:.3f}", help="Above 1: the model was over-confident; below 1: under-confident.")
+    c3.metric("Temperature", f"{calibrator.temperature:.3f}", help="Fitted over all validation answers. Above 1: the "
+              "model was over-confident; below 1: under-confident.")
+    if calibrator.method != "temperature":
+        st.caption(METHOD_NOTES[calibrator.method])
     st.plotly_chart(charts.reliability_figure(report["bins_before"], report["bins"]), key=f"reliability_{entry.name}")
     st.markdown("**Only trust answers above a confidence**")
-    calibrated = apply_temperature(probabilities, temperature)
+    calibrated = calibrator.apply(probabilities)
     threshold = st.slider("Trust answers at or above", 0.0, 0.99, 0.5, 0.01, key=f"trust_{entry.name}", format="%.2f")
     coverage, accuracy = coverage_accuracy(calibrated, data.y_test, threshold)
     m1, m2 = st.columns(2)
