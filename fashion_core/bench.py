@@ -180,15 +180,29 @@ def bench_models(registry, entries, dataset, test_idx, repeats):
     return rows, {"source": seed003_source, "images_per_second": seed003_rate}
 
 
+def calibration_models(registry, entries):
+    """The models whose calibration bench measures: ``entries`` (the 28x28 Fashion-MNIST ones)
+    and the photo models, which answer the same ten classes on the same official test images
+    (rendered at their own input size)."""
+    names = {e.name for e in entries}
+    classes = [list(e.metadata.get("class_names") or []) for e in entries[:1]]
+    return list(entries) + [e for e in registry.list() if e.is_photo_model and e.name not in names
+                            and [list(e.metadata.get("class_names") or [])] == classes]
+
+
 def bench_calibration(registry, entries, dataset, test_idx):
-    """Test-set ECE of every shipped model before and after its stored calibration."""
+    """Test-set ECE of every shipped model before and after its stored calibration (a model
+    trained at another input size reads the same test images at its own, ``load_dataset``)."""
     from .calibration import N_BINS, calibration_report
+    from .loaders import load_dataset
     from .predict import served_probabilities
 
     rows = []
     for entry in entries:
         model = registry.load_served(entry.name)
-        probabilities = served_probabilities(model, dataset.x_test[test_idx], entry.uses_flip_tta)
+        same = {k: v for k, v in entry.dataset_spec.items() if k != "subset"} == FASHION_MNIST_SPEC
+        images = (dataset if same else load_dataset(entry.dataset_spec)).x_test[test_idx]
+        probabilities = served_probabilities(model, images, entry.uses_flip_tta)
         stored = entry.calibration is not None
         report = calibration_report(probabilities, dataset.y_test[test_idx], entry.calibrator)
         rows.append({"name": entry.name, "temperature": entry.temperature if stored else None,
@@ -496,7 +510,7 @@ def run_benchmark(quick=False, registry=None, progress=None, suites=None):
 
     if "calibration" in suites:
         say(f"calibration: ECE before / after the stored calibration on {len(test_idx)} test images")
-        result["calibration"] = bench_calibration(registry, entries, dataset, test_idx)
+        result["calibration"] = bench_calibration(registry, calibration_models(registry, entries), dataset, test_idx)
 
     if "saliency" in suites:
         say(f"saliency faithfulness of {best} on {settings['saliency_images']} test images")

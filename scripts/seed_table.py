@@ -342,7 +342,8 @@ def render_trust_table(bench, audit=None, flip=None):
                   + (", `--quick`: a subset" if bench.get("quick") else "") + ").", ""]
     if calibration:
         lines += [f"**Calibrated confidence** (expected calibration error, {calibration['n_bins']} bins, "
-                  f"{bench['settings']['test_images']:,} official test images; calibration fitted on each model's "
+                  f"{bench['settings']['test_images']:,} official test images, which the photo models read at their own input "
+                  "size; calibration fitted on each model's "
                   "validation split, `python -m fashion_core calibrate NAME`, which keeps one temperature unless a "
                   "per-class map cross-validates better there):", "",
                   "| model | calibration | temperature | ECE before | ECE after | goal |", "|---|---|---|---|---|---|"]

@@ -119,3 +119,19 @@ def test_a_suite_runs_alone_and_save_replaces_only_its_keys(registry, tmp_path, 
 def test_bench_refuses_an_empty_registry(registry, capsys):
     assert cli.main(["bench", "--quick"]) == 2
     assert "no Fashion-MNIST models" in capsys.readouterr().err
+
+
+def test_calibration_covers_the_photo_models_at_their_own_input_size(photo_models):
+    """Photo models answer the same ten classes on the same test images, rendered at their own
+    size: bench measures their calibration too; a model with other classes is left out."""
+    from fashion_core.bench import calibration_models, shipped_models
+    from tests.helpers import save_photo_model
+
+    entry = photo_models.get("sure_sneaker")
+    photo_models.update_metadata("sure_sneaker", dataset={"kind": "fashion-mnist", "image_size": 32, "color": True})
+    save_photo_model(photo_models, "other_classes", np.zeros(10))
+    photo_models.update_metadata("other_classes", class_names=[f"c{i}" for i in range(10)],
+                                 dataset={"kind": "fashion-mnist", "image_size": 32, "color": True})
+    native = shipped_models(photo_models)
+    assert [e.name for e in native] == ["unsure"]
+    assert [e.name for e in calibration_models(photo_models, native)] == ["unsure", entry.name]
