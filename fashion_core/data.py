@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -317,7 +318,7 @@ def load_fashion_mnist(folder=None, allow_download=True, image_size=None, color=
     x_train, x_test = arrays["x_train"][..., None], arrays["x_test"][..., None]
     if len(spec) > 1:
         shape = (spec.get("image_size", 28),) * 2 + (3 if color else 1,)
-        x_train, x_test = (_resized(x, shape, f"fashion-mnist-{key}") for x, key in ((x_train, "train"), (x_test, "test")))
+        x_train, x_test = (RenderedImages(x, shape, f"fashion-mnist-{key}") for x, key in ((x_train, "train"), (x_test, "test")))
     return Dataset(
         name="Fashion-MNIST" if len(spec) == 1 else f"Fashion-MNIST {x_train.shape[1]}px{' colour' if color else ''}",
         class_names=FASHION_MNIST_CLASSES,
@@ -340,21 +341,108 @@ def fashion_mnist_spec(image_size=None, color=False):
     return spec
 
 
+def _render(image, image_shape):
+    """One 28x28 grey image through the upload path at ``image_shape``: (H, W, 1) uint8 (a grey
+    image made colour has three equal channels; one is kept)."""
+    from .preprocess import prepare_image
+
+    preview = prepare_image(image, image_shape).preview
+    if not (preview == preview[..., :1]).all():
+        raise DataError("a grey image came out of preprocessing with unequal colour channels.")
+    return preview[..., :1]
+
+
 def _resized(images, image_shape, key):
-    """28x28 grey images through the upload path at another shape, cached (a minute of work).
+    """28x28 grey images through the upload path at another shape, cached (a minute of work),
+    rendered straight into the cache file (``diskcache.cached_array``), never all in memory.
 
     A grey image made colour has three equal channels: one is stored, the others are a view."""
     from .diskcache import cached_array
-    from .preprocess import prepare_image
 
-    def build():
-        out = np.zeros((len(images), *image_shape[:2], 1), np.uint8)
+    def build(out):
         for i, image in enumerate(images):
-            preview = prepare_image(image, image_shape).preview
-            if not (preview == preview[..., :1]).all():
-                raise DataError("a grey image came out of preprocessing with unequal colour channels.")
-            out[i] = preview[..., :1]
-        return out
+            out[i] = _render(image, image_shape)
 
-    stored = cached_array(f"{key}-{len(images)}-{'x'.join(map(str, image_shape))}", build)
+    stored = cached_array(f"{key}-{len(images)}-{'x'.join(map(str, image_shape))}", build,
+                          shape=(len(images), *image_shape[:2], 1), dtype=np.uint8)
     return np.broadcast_to(stored, (*stored.shape[:3], image_shape[2]))
+
+
+class RenderedImages:
+    """Fashion-MNIST's 28x28 grey images as a model of another input shape sees them (through
+    ``preprocess.prepare_image``, like an upload), rendered when they are read.
+
+    A few rows (a page's thumbnails, one query image: up to ``FEW``) are rendered on the spot;
+    anything that needs them all (training, a whole test set through a model, any other NumPy
+    use) renders the set once into the on-disk cache (``_resized``, about a minute for 60,000)
+    and reads that memory-map from then on. So a dashboard page that shows a photo model's
+    neighbours never renders or holds the 1 GB training set. Read-only, like every dataset array.
+    """
+
+    FEW = 256
+
+    def __init__(self, source, image_shape, key):
+        self._source = source
+        self._key = key
+        self.shape = (len(source), *tuple(int(d) for d in image_shape))
+        self.dtype = np.dtype(np.uint8)
+        self.ndim = len(self.shape)
+        self._full = None
+        self._lock = threading.Lock()
+
+    def __len__(self):
+        return self.shape[0]
+
+    @property
+    def rendered(self):
+        """Whether the whole set has been rendered (or read from the cache) in this process."""
+        return self._full is not None
+
+    def materialize(self):
+        """The whole set, (N, H, W, C) uint8, read-only (rendered into the cache once)."""
+        with self._lock:
+            if self._full is None:
+                self._full = _resized(self._source, self.shape[1:], self._key)
+            return self._full
+
+    def _row(self, i):
+        return np.broadcast_to(_render(self._source[i], self.shape[1:]), self.shape[1:])  # a read-only view
+
+    def _few(self, key):
+        """The row indices ``key`` asks for when it is a handful of rows (a slice or a 1-D list
+        of integers), else None."""
+        if isinstance(key, slice):
+            rows = range(*key.indices(len(self)))
+        elif isinstance(key, (list, np.ndarray)):
+            rows = np.asarray(key, dtype=np.int64 if isinstance(key, list) and not key else None)
+            if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+                return None
+        else:
+            return None
+        return rows if len(rows) <= self.FEW else None
+
+    def __getitem__(self, key):
+        if self._full is None:
+            if isinstance(key, (int, np.integer)):
+                i = int(key)
+                if not -len(self) <= i < len(self):
+                    raise IndexError(f"index {i} is out of bounds for {len(self)} images")
+                return self._row(i % len(self))
+            rows = self._few(key)
+            if rows is not None:
+                if len(rows) == 0:
+                    return np.zeros((0, *self.shape[1:]), self.dtype)
+                return np.stack([self._row(int(i) % len(self)) for i in rows])
+        return self.materialize()[key]
+
+    def __array__(self, dtype=None, copy=None):
+        full = self.materialize()
+        return np.array(full, dtype=dtype) if dtype is not None or copy else np.asarray(full)
+
+    def __getattr__(self, name):  # astype, reshape, nbytes, ...: what the whole array has
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.materialize(), name)
+
+    def __repr__(self):
+        return f"RenderedImages(shape={self.shape}, {'rendered' if self._full is not None else 'rendered on demand'})"

@@ -56,19 +56,55 @@ def write_npz(path, **arrays):
     _write_atomically(path, lambda handle: np.savez(handle, **arrays))
 
 
-def cached_array(key, build):
-    """The array stored under ``key``, or ``build()``'s result, stored for next time.
+def cached_array(key, build, shape=None, dtype=None):
+    """The array stored under ``key``, or the one ``build`` makes, stored for next time.
 
     Returned read-only and memory-mapped from the cache file when there is one, so a process
     holds only the pages it touches and no caller can change a shared array by accident.
+
+    Without ``shape``, ``build()`` returns the array. With ``shape`` and ``dtype``,
+    ``build(out)`` fills ``out`` in place: an array of that shape mapped onto the (temporary)
+    cache file, so a gigabyte of rendered images never sits in the process's own memory at once.
     """
     path = cache_path(key, ".npy")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError):
         pass  # missing or damaged: rebuilt below
-    array = build()
-    if _write_atomically(path, lambda handle: np.save(handle, array, allow_pickle=False)):
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+    if shape is not None:
+        written = _fill_atomically(path, build, tuple(shape), np.dtype(dtype))
+        if written:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        array = np.zeros(shape, dtype)  # a read-only disk: fill in memory instead
+        build(array)
+    else:
+        array = build()
+        if _write_atomically(path, lambda handle: np.save(handle, array, allow_pickle=False)):
+            return np.load(path, mmap_mode="r", allow_pickle=False)
     array.flags.writeable = False  # a read-only disk: keep the array in memory
     return array
+
+
+def _fill_atomically(path, build, shape, dtype):
+    """``build(out)`` into a ``.npy`` file mapped as ``out`` (a temporary file renamed to
+    ``path`` once full); False when the cache cannot be written."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
+    try:
+        build(out)
+        out.flush()
+        del out
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

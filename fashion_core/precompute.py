@@ -80,9 +80,9 @@ def compute(entry, classifier, encoder, dataset, predictions=None):
     probabilities, tta = predictions or test_set_predictions(classifier, dataset.x_test, entry.uses_flip_tta)
     if tta is None:
         tta = np.zeros((0, probabilities.shape[1]), np.float32)
-    images, _labels, _sources = latent.gallery(dataset)
-    rows = gallery_rows(len(images))
-    embeddings = latent.embed(encoder, images[rows])
+    labels, _sources = latent.gallery_labels(dataset)
+    rows = gallery_rows(len(labels))
+    embeddings = latent.embed_rows(encoder, dataset, rows)
     sample = min(len(rows), MAP_SAMPLE)
     coords, points = latent.project_2d(embeddings, method="pca", sample=sample, seed=0)
     return {"probabilities": probabilities.astype(np.float16), "tta_probabilities": tta.astype(np.float16),

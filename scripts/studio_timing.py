@@ -109,7 +109,7 @@ def measure(models_dir, repeats=3, sessions=8):
     env = {"FASHION_MODELS_DIR": str(models_dir)}
     with screenshots.streamlit_server(env) as url, generated.PeakMemory(lambda: screenshots.server_rss_mb(url)) as rss:
         settle, uploads = asyncio.run(_measure(url, repeats, sessions))
-        server = upload_load.measure_url(url, sessions, rounds=5, repeats=5)
+        server = upload_load.measure_url(url, sessions, rounds=upload_load.ROUNDS, repeats=upload_load.REPEATS)
     return {"date": time.strftime("%Y-%m-%d"), "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
             "models_dir": str(models_dir), "repeats": repeats, "settle": settle, "uploads": uploads,
             "uploads_protocol": server,

@@ -1,7 +1,7 @@
 """Is the dashboard's server fair under load? N sessions upload a photo on Classify at the same
 moment, driven at the protocol level (no browser), against one session alone.
 
-    python -m scripts.upload_load [--sessions 8] [--rounds 5] [--repeats 5] [--json out.json]
+    python -m scripts.upload_load [--sessions 8] [--rounds 10] [--repeats 15] [--json out.json]
 
 Why not browsers: eight headless chromium pages on the server's own 2 cores need ~0.2 CPU-seconds
 each just to upload a file and apply a rerun's messages, ~0.35 s with the answer drawn, so with
@@ -35,6 +35,7 @@ from pathlib import Path
 from scripts import screenshots
 
 ANSWER = b"What the model sees"
+ROUNDS, REPEATS = 10, 15  # one upload alone varies by ~20% between runs: a median of 15 settles it
 XSRF_COOKIE = "_streamlit_xsrf"
 PAGE = "classify"
 
@@ -180,13 +181,13 @@ def _server_cpu(url):
     return lambda: sum(process.cpu_times()[:2])
 
 
-def measure_url(url, sessions=8, rounds=5, repeats=5):
+def measure_url(url, sessions=8, rounds=ROUNDS, repeats=REPEATS):
     """The load measurement against a running dashboard at ``url`` (started by
     ``screenshots.streamlit_server``, so its process can be found for the CPU figure)."""
     return asyncio.run(_measure(url, sessions, rounds, repeats, _server_cpu(url)))
 
 
-def measure(models_dir, sessions=8, rounds=5, repeats=5):
+def measure(models_dir, sessions=8, rounds=ROUNDS, repeats=REPEATS):
     env = {"FASHION_MODELS_DIR": str(models_dir)}
     with screenshots.streamlit_server(env) as url:
         uploads = measure_url(url, sessions, rounds, repeats)
@@ -198,8 +199,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", default=str(screenshots.REPO / "models"))
     parser.add_argument("--sessions", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--repeats", type=int, default=REPEATS)
     parser.add_argument("--json", default=str(screenshots.REPO / "artifacts" / "upload_load.json"))
     args = parser.parse_args()
     result = measure(args.models_dir, args.sessions, args.rounds, args.repeats)

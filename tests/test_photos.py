@@ -112,6 +112,62 @@ def test_cached_array_is_read_only_and_built_once(monkeypatch, tmp_path):
         second[0, 0] = 99
 
 
+def test_cached_array_filled_in_place_leaves_nothing_behind_when_the_build_fails(monkeypatch, tmp_path):
+    monkeypatch.setenv("FASHION_CACHE_DIR", str(tmp_path))
+
+    def fill(out):
+        assert isinstance(out, np.memmap)  # written straight into the (temporary) cache file
+        out[:] = np.arange(12, dtype=np.uint8).reshape(3, 4)
+
+    def broken(out):
+        out[0] = 1
+        raise RuntimeError("killed half-way")
+
+    with pytest.raises(RuntimeError):
+        diskcache.cached_array("half", broken, shape=(3, 4), dtype=np.uint8)
+    assert list(tmp_path.iterdir()) == []  # no half array, no temporary file
+    array = diskcache.cached_array("full", fill, shape=(3, 4), dtype=np.uint8)
+    np.testing.assert_array_equal(array, np.arange(12).reshape(3, 4))
+    assert not array.flags.writeable and [p.name for p in tmp_path.iterdir()] == [diskcache.cache_path("full", ".npy").name]
+
+
+def test_a_photo_models_dataset_renders_only_the_images_read(monkeypatch, tmp_path, fashion_mnist):
+    """A few rows (thumbnails, one query) are rendered on the spot, exactly as the whole set
+    renders them; only whole-set use renders the set into the cache."""
+    from fashion_core import latent
+    from fashion_core.data import RenderedImages
+    from fashion_core.loaders import load_dataset
+
+    monkeypatch.setenv("FASHION_CACHE_DIR", str(tmp_path))
+    data = load_dataset({"kind": "fashion-mnist", "image_size": 32, "color": True})
+    assert isinstance(data.x_test, RenderedImages) and data.image_shape == (32, 32, 3)
+    one, few, some = data.x_test[7], data.x_test[[3, 7]], data.x_test[2:5]
+    assert one.shape == (32, 32, 3) and few.shape == (2, 32, 32, 3) and some.shape == (3, 32, 32, 3)
+    assert latent.gallery_image(data, len(data.y_train) + 7).shape == (32, 32, 3)
+    assert not data.x_test.rendered and list(tmp_path.iterdir()) == []
+    whole = np.asarray(data.x_test)
+    assert data.x_test.rendered and len(list(tmp_path.iterdir())) == 1 and whole.shape == (10000, 32, 32, 3)
+    np.testing.assert_array_equal(whole[7], one)
+    np.testing.assert_array_equal(whole[[3, 7]], few)
+    np.testing.assert_array_equal(whole[2:5], some)
+    assert not whole.flags.writeable and (whole[..., 0] == whole[..., 2]).all()
+    with pytest.raises(IndexError):
+        load_dataset({"kind": "fashion-mnist", "image_size": 32}).x_test[10000]
+
+
+def test_gallery_embeddings_come_a_chunk_at_a_time(small_dataset):
+    from fashion_core import latent
+
+    def encoder(batch):
+        return np.asarray(batch, np.float32).reshape(len(batch), -1)[:, :5]
+
+    rows = np.array([0, 5, len(small_dataset.y_train) + 1, 9, 2])
+    whole = latent.embed(encoder, np.stack([latent.gallery_image(small_dataset, int(r)) for r in rows]))
+    np.testing.assert_array_equal(latent.embed_rows(encoder, small_dataset, rows, chunk=2), whole)
+    with pytest.raises(InvalidParameterError):
+        latent.embed_rows(encoder, small_dataset, rows, chunk=0)
+
+
 # --- training on photos ----------------------------------------------------------------------------
 
 

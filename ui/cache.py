@@ -216,8 +216,7 @@ def _gallery_embeddings(key, spec_json, size, seed):
         return _read_only(stored["embeddings"], labels[rows], sources[rows], rows)
     rows = sample_indices(len(labels), size, seed)
     encoder_model, _ = _model_resource(key, "encoder")
-    embeddings = latent.embed(encoder_model, np.stack([latent.gallery_image(data, int(r)) for r in rows])
-                              if len(rows) < len(labels) else latent.gallery(data)[0])
+    embeddings = latent.embed_rows(encoder_model, data, rows)
     return _read_only(embeddings, labels[rows], sources[rows], rows)
 
 

@@ -32,17 +32,17 @@ def main():
     entry, top_k = settings_ui(entries)
     links.mirror("classify", model=entry.name)
     links.copy_link_ui({"model": entry.name})
-    photos_ui(entry, entries, top_k)
+    photos_ui(entry, entries, top_k, *options_ui())
     corrections_ui(entry)
 
 
 @st.fragment
-def photos_ui(entry, entries, top_k):
-    """The uploads, the webcam and their answers: a fragment, so an upload reruns only this part
-    (not the sidebar, the model choice or the corrections below): on a server shared by many
-    sessions each answer costs less Python, and answers queue less (docs/PERFORMANCE.md)."""
-    items = inputs_ui()
-    explain, compare = options_ui()
+def photos_ui(entry, entries, top_k, webcam, explain, compare):
+    """The uploads, the webcam photo and their answers: a fragment, so an upload reruns only this
+    part (not the sidebar, the model choice, the toggles above it or the corrections below): on a
+    server shared by many sessions each answer costs less Python and fewer messages, and answers
+    queue less (docs/PERFORMANCE.md)."""
+    items = inputs_ui(webcam)
     if items:
         answers_ui(entry, items, top_k, explain)
         if compare:
@@ -83,11 +83,11 @@ def settings_ui(entries):
     return entry, top_k
 
 
-def inputs_ui():
-    """[(name, bytes)] of the uploaded files and the webcam photo."""
+def inputs_ui(webcam):
+    """[(name, bytes)] of the uploaded files and the webcam photo (with ``webcam``)."""
     uploads = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="classify_uploads")
     items = [(f.name, f.getvalue()) for f in uploads or []]
-    if st.toggle("Use the webcam", key="classify_use_camera"):
+    if webcam:
         photo = st.camera_input("Take a photo of a garment on a plain background", key="classify_camera")
         if photo is not None:
             items.append(("webcam photo", photo.getvalue()))
@@ -95,14 +95,16 @@ def inputs_ui():
 
 
 def options_ui():
-    """(show saliency, compare all models) toggles."""
-    c1, c2 = st.columns(2)
+    """(use the webcam, show saliency, compare all models) toggles, outside the photos' fragment:
+    switching one reruns the page, an upload does not redraw them."""
+    c0, c1, c2 = st.columns(3)
+    webcam = c0.toggle("Use the webcam", key="classify_use_camera")
     explain = c1.toggle("Show what drove the answer", key="classify_explain",
                         help="A heat map over what the model sees: bright pixels changed the answer most when hidden "
                              "(occlusion saliency, checked in `bench`).")
     compare = c2.toggle("Compare all models", key="classify_compare_all",
                         help="Every model's answer for the first image, and whether they agree.")
-    return explain, compare
+    return webcam, explain, compare
 
 
 def result_ui(i, name, result, expanded=True, classifier=None):
@@ -126,16 +128,13 @@ def result_ui(i, name, result, expanded=True, classifier=None):
                 if result.other_reasons:
                     st.caption("Also: " + "; ".join(result.other_reasons))
             else:
-                st.markdown(f"### {result.class_name}")
-                st.markdown(f"**{result.probability:.1%}** sure. Search for: "
+                st.markdown(f"### {result.class_name}\n**{result.probability:.1%}** sure. Search for: "
                             + " · ".join(f"`{k}`" for k in result.keywords))
                 if result.flagged:
                     st.warning("Not sure about this one: " + "; ".join(result.flag_reasons))
             widgets.probability_bars(result.top_k)
-            st.caption("Calibrated probabilities: a 90% answer is right about 90% of the time "
-                       "(calibration fitted on held-out validation images).")
-            for note in result.prepared.notes:
-                st.caption(note)
+            st.caption("  \n".join(["Calibrated probabilities: a 90% answer is right about 90% of the time "
+                                    "(calibration fitted on held-out validation images).", *result.prepared.notes]))
 
 
 def correction_ui(i, name, data, entry):
