@@ -169,7 +169,12 @@ def test_the_served_form_answers_the_same_and_keeps_the_embedding():
     served = zoo.serving_model(model, "efficientnet_lite0")
     assert len(served.layers) < len(model.layers) and served.get_layer(zoo.EMBEDDING_LAYER) is not None
     x = np.random.default_rng(2).random((3, 36, 36, 1)).astype(np.float32)
-    np.testing.assert_allclose(served.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+    folded, original = served.predict(x, verbose=0), model.predict(x, verbose=0)
+    # float32 rounding differs once batch norm is folded into the convolutions, and TensorFlow's CPU
+    # kernels do not add in a fixed order: up to ~1.5e-4 seen on one machine, run to run; a wrong fold
+    # (a missing epsilon, the wrong scale) moves probabilities by far more than 1e-3
+    np.testing.assert_allclose(folded, original, atol=1e-3)
+    assert (folded.argmax(axis=1) == original.argmax(axis=1)).all()
     assert zoo.serving_model(served, "efficientnet_lite0") is served  # already folded
     other = zoo.build("seed003_cnn", (28, 28, 1), 10).classifier
     assert zoo.serving_model(other, "seed003_cnn") is other
