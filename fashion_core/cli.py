@@ -235,7 +235,8 @@ def cmd_precompute(args):
         path, sizes = precompute_and_store(name)
         rows.append({"name": name, "path": str(path), **sizes})
     human = "\n".join(f"{r['name']}: {r['precomputed_bytes'] / 1e6:.2f} MB beside the model, "
-                      f"{r['embeddings_bytes'] / 1e6:.1f} MB of gallery embeddings in the cache" for r in rows)
+                      f"{r['embeddings_bytes'] / 1e6:.1f} MB of gallery embeddings "
+                      + ("beside it too (a photo model)" if r["embeddings_beside_model"] else "in the cache") for r in rows)
     return {"models": rows}, human or "no models in the registry"
 
 

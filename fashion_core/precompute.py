@@ -8,9 +8,12 @@ artefacts. Where they live:
 
 - ``models/<name>/precomputed.npz`` (small, float16): probabilities, flip-TTA probabilities, the
   default 2-D map (``MAP_GALLERY`` gallery rows, PCA of ``MAP_SAMPLE`` of them) and a stamp.
-- the default gallery's embeddings (``MAP_GALLERY`` x D float16, up to ~8 MB per model) in the
-  on-disk cache (``diskcache``, ``$FASHION_CACHE_DIR``), named by the same stamp: too big to
-  ship with every model, rebuilt by ``python -m fashion_core precompute``.
+- the default gallery's embeddings (``MAP_GALLERY`` x D float16, up to ~8 MB per model): beside
+  a photo model as ``embeddings-STAMP.npy`` (``ships_embeddings``: the Latent space page opens
+  with the photo model, and a fresh deploy has an empty cache; embedding its 10,000 gallery
+  photos there took 31 s on the first visit), and in the on-disk cache (``diskcache``,
+  ``$FASHION_CACHE_DIR``) for the others, named by the same stamp: too big to ship with every
+  model, rebuilt by ``python -m fashion_core precompute``.
 
 The stamp is a hash of the model files' *contents*, the dataset recipe and ``VERSION`` (never
 modification times: a fresh clone has new ones). An artefact whose stamp differs is stale and
@@ -59,6 +62,19 @@ def gallery_rows(n_gallery, size=MAP_GALLERY, seed=GALLERY_SEED):
     return sample_indices(n_gallery, size, seed)
 
 
+EMBEDDINGS_PREFIX = "embeddings-"
+
+
+def ships_embeddings(entry):
+    """Whether ``entry``'s default gallery embeddings are stored beside it (photo models: the
+    Latent space page's default) rather than only in the on-disk cache."""
+    return bool(entry.is_photo_model)
+
+
+def shipped_embeddings_path(entry, entry_stamp):
+    return Path(entry.path) / f"{EMBEDDINGS_PREFIX}{entry_stamp}.npy"
+
+
 def embeddings_cache_key(name, entry_stamp, size=MAP_GALLERY, seed=GALLERY_SEED):
     return f"gallery-{name}-{entry_stamp}-{size}-{seed}"
 
@@ -93,15 +109,24 @@ def compute(entry, classifier, encoder, dataset, predictions=None):
 
 def write(entry, artefacts):
     """Store ``artefacts`` (``compute``'s dict) atomically: the small arrays beside the model,
-    the embeddings in the on-disk cache. Returns the path of ``precomputed.npz``."""
+    the embeddings beside a photo model (``ships_embeddings``; older ones removed) or in the
+    on-disk cache. Returns the path of ``precomputed.npz``."""
     from . import diskcache
     from .registry import write_file_atomic
 
     small = {k: v for k, v in artefacts.items() if k != "embeddings"}
     path = entry.path / ARTEFACT_FILE
     write_file_atomic(path, lambda handle: np.savez_compressed(handle, **small))
-    key = embeddings_cache_key(entry.name, str(artefacts["stamp"]))
-    diskcache.cached_array(key, lambda: np.asarray(artefacts["embeddings"]))
+    entry_stamp = str(artefacts["stamp"])
+    embeddings = np.asarray(artefacts["embeddings"], dtype=np.float16)
+    if ships_embeddings(entry):
+        target = shipped_embeddings_path(entry, entry_stamp)
+        write_file_atomic(target, lambda handle: np.save(handle, embeddings, allow_pickle=False))
+        for old in Path(entry.path).glob(f"{EMBEDDINGS_PREFIX}*.npy"):
+            if old != target:
+                old.unlink(missing_ok=True)
+    else:
+        diskcache.cached_array(embeddings_cache_key(entry.name, entry_stamp), lambda: embeddings)
     return path
 
 
@@ -112,17 +137,20 @@ def build(entry, classifier, encoder, dataset, predictions=None):
 
     artefacts = compute(entry, classifier, encoder, dataset, predictions)
     path = write(entry, artefacts)
-    cached = diskcache.cache_path(embeddings_cache_key(entry.name, str(artefacts["stamp"])), ".npy")
+    entry_stamp = str(artefacts["stamp"])
+    stored = (shipped_embeddings_path(entry, entry_stamp) if ships_embeddings(entry)
+              else diskcache.cache_path(embeddings_cache_key(entry.name, entry_stamp), ".npy"))
     return path, {"precomputed_bytes": path.stat().st_size,
-                  "embeddings_bytes": cached.stat().st_size if cached.exists() else 0}
+                  "embeddings_bytes": stored.stat().st_size if stored.exists() else 0,
+                  "embeddings_beside_model": ships_embeddings(entry)}
 
 
 def load(entry, with_embeddings=False):
     """The stored artefacts of ``entry`` as read-only arrays, or None when missing, damaged or
     stale (computed from other model files, another dataset recipe or an older ``VERSION``).
 
-    With ``with_embeddings`` the gallery embeddings are added (memory-mapped from the on-disk
-    cache) and None is returned when they are missing too. Nothing is written.
+    With ``with_embeddings`` the gallery embeddings are added (memory-mapped from beside the model
+    or from the on-disk cache) and None is returned when they are missing too. Nothing is written.
     """
     from . import diskcache
 
@@ -131,12 +159,18 @@ def load(entry, with_embeddings=False):
     if arrays is None or "stamp" not in arrays or str(arrays["stamp"]) != stamp(entry):
         return None
     if with_embeddings:
-        cached = diskcache.cache_path(embeddings_cache_key(entry.name, str(arrays["stamp"])), ".npy")
-        try:
-            arrays["embeddings"] = np.load(cached, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError):
-            return None
-        if len(arrays["embeddings"]) != len(arrays["rows"]):
+        entry_stamp = str(arrays["stamp"])
+        places = (shipped_embeddings_path(entry, entry_stamp),
+                  diskcache.cache_path(embeddings_cache_key(entry.name, entry_stamp), ".npy"))
+        for place in places:
+            try:
+                embeddings = np.load(place, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError, EOFError):
+                continue
+            if embeddings.ndim == 2 and len(embeddings) == len(arrays["rows"]):
+                arrays["embeddings"] = embeddings
+                break
+        else:
             return None
     for array in arrays.values():
         if isinstance(array, np.ndarray) and array.flags.writeable:

@@ -63,6 +63,28 @@ def test_damaged_or_missing_artefacts_are_not_trusted_and_rebuilt(artefact_regis
     assert precompute.load(entry, with_embeddings=True) is None  # embeddings: computed in memory
 
 
+def test_a_photo_models_gallery_embeddings_ship_beside_it(photo_models, tmp_path, monkeypatch):
+    """A fresh deploy has an empty disk cache: the Latent space page's default (photo) model
+    finds its gallery embeddings beside it; an older stamp's file is removed."""
+    monkeypatch.setenv("FASHION_CACHE_DIR", str(tmp_path / "empty-cache"))
+    entry = photo_models.get("sure_sneaker")
+    assert precompute.ships_embeddings(entry)
+    stale = entry.path / f"{precompute.EMBEDDINGS_PREFIX}0123.npy"
+    np.save(stale, np.zeros((2, 2), np.float16))
+    rows = np.arange(5, dtype=np.int64)
+    artefacts = {"probabilities": np.full((3, 10), 0.1, np.float16), "tta_probabilities": np.zeros((0, 10), np.float16),
+                 "embeddings": np.arange(20, dtype=np.float32).reshape(5, 4), "rows": rows,
+                 "map_coords": np.zeros((5, 2), np.float16), "map_points": rows, "stamp": np.array(precompute.stamp(entry))}
+    precompute.write(entry, artefacts)
+    shipped = precompute.shipped_embeddings_path(entry, precompute.stamp(entry))
+    assert shipped.is_file() and not stale.exists() and not (tmp_path / "empty-cache").exists()
+    stored = precompute.load(entry, with_embeddings=True)
+    assert stored["embeddings"].dtype == np.float16 and not stored["embeddings"].flags.writeable
+    np.testing.assert_array_equal(stored["embeddings"], artefacts["embeddings"])
+    np.save(shipped, np.zeros((4, 4), np.float16))  # not the stored rows: not trusted
+    assert precompute.load(entry, with_embeddings=True) is None
+
+
 def test_dashboard_caches_read_the_stored_artefacts(models_env, monkeypatch):
     import streamlit as st
 
