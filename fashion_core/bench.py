@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+import json
 import os
 import platform
 import time
@@ -197,12 +198,14 @@ def bench_calibration(registry, entries, dataset, test_idx):
     from .loaders import load_dataset
     from .predict import served_probabilities
 
-    rows = []
+    rows, test_images = [], {}  # one load (and render) per input size, however many models read it
     for entry in entries:
         model = registry.load_served(entry.name)
-        same = {k: v for k, v in entry.dataset_spec.items() if k != "subset"} == FASHION_MNIST_SPEC
-        images = (dataset if same else load_dataset(entry.dataset_spec)).x_test[test_idx]
-        probabilities = served_probabilities(model, images, entry.uses_flip_tta)
+        spec = {k: v for k, v in entry.dataset_spec.items() if k != "subset"}
+        key = json.dumps(spec, sort_keys=True)
+        if key not in test_images:
+            test_images[key] = (dataset if spec == FASHION_MNIST_SPEC else load_dataset(spec)).x_test[test_idx]
+        probabilities = served_probabilities(model, test_images[key], entry.uses_flip_tta)
         stored = entry.calibration is not None
         report = calibration_report(probabilities, dataset.y_test[test_idx], entry.calibrator)
         rows.append({"name": entry.name, "temperature": entry.temperature if stored else None,
