@@ -108,9 +108,15 @@ def machine_info():
     }
 
 
+def _test_set_spec(entry):
+    """The recipe of the dataset whose (whole, official) test set ``entry`` is measured on: its
+    own, without a training ``subset``."""
+    return {k: v for k, v in entry.dataset_spec.items() if k != "subset"}
+
+
 def shipped_models(registry):
     """Registry entries trained on Fashion-MNIST at its native 28x28 grey, by name."""
-    return [e for e in registry.list() if {k: v for k, v in e.dataset_spec.items() if k != "subset"} == FASHION_MNIST_SPEC]
+    return [e for e in registry.list() if _test_set_spec(e) == FASHION_MNIST_SPEC]
 
 
 def bench_photos(registry, limit):
@@ -201,7 +207,7 @@ def bench_calibration(registry, entries, dataset, test_idx):
     rows, test_images = [], {}  # one load (and render) per input size, however many models read it
     for entry in entries:
         model = registry.load_served(entry.name)
-        spec = {k: v for k, v in entry.dataset_spec.items() if k != "subset"}
+        spec = _test_set_spec(entry)
         key = json.dumps(spec, sort_keys=True)
         if key not in test_images:
             test_images[key] = (dataset if spec == FASHION_MNIST_SPEC else load_dataset(spec)).x_test[test_idx]

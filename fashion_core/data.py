@@ -414,8 +414,8 @@ class RenderedImages:
         if isinstance(key, slice):
             rows = range(*key.indices(len(self)))
         elif isinstance(key, (list, np.ndarray)):
-            rows = np.asarray(key, dtype=np.int64 if isinstance(key, list) and not key else None)
-            if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+            rows = np.asarray(key)
+            if rows.ndim != 1 or not (np.issubdtype(rows.dtype, np.integer) or rows.size == 0):
                 return None
         else:
             return None

@@ -35,20 +35,31 @@ def read_npz(path):
         return None
 
 
-def _write_atomically(path, write):
-    """``write(handle)`` into a temporary file renamed to ``path``; False (nothing left behind)
-    when the cache cannot be written, e.g. on a read-only disk."""
+def _replace_atomically(path, fill):
+    """``fill(tmp)`` writes a temporary file beside ``path``, which is then renamed to ``path``.
+    False (nothing left behind) when the cache cannot be written, e.g. on a read-only disk; any
+    other error also removes the temporary file, and is raised."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as handle:
-            write(handle)
+        fill(tmp)
         os.replace(tmp, path)
         return True
     except OSError:
         tmp.unlink(missing_ok=True)
         return False
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_atomically(path, write):
+    """``write(handle)`` into ``path`` (``_replace_atomically``)."""
+    def fill(tmp):
+        with open(tmp, "wb") as handle:
+            write(handle)
+    return _replace_atomically(path, fill)
 
 
 def write_npz(path, **arrays):
@@ -72,8 +83,13 @@ def cached_array(key, build, shape=None, dtype=None):
     except (OSError, ValueError, EOFError):
         pass  # missing or damaged: rebuilt below
     if shape is not None:
-        written = _fill_atomically(path, build, tuple(shape), np.dtype(dtype))
-        if written:
+        def fill(tmp):  # the .npy file itself, mapped as the array ``build`` fills
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=tuple(shape))
+            build(out)
+            out.flush()
+            del out
+
+        if _replace_atomically(path, fill):
             return np.load(path, mmap_mode="r", allow_pickle=False)
         array = np.zeros(shape, dtype)  # a read-only disk: fill in memory instead
         build(array)
@@ -84,27 +100,3 @@ def cached_array(key, build, shape=None, dtype=None):
     array.flags.writeable = False  # a read-only disk: keep the array in memory
     return array
 
-
-def _fill_atomically(path, build, shape, dtype):
-    """``build(out)`` into a ``.npy`` file mapped as ``out`` (a temporary file renamed to
-    ``path`` once full); False when the cache cannot be written."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        return False
-    try:
-        build(out)
-        out.flush()
-        del out
-        os.replace(tmp, path)
-        return True
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        return False
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
