@@ -30,6 +30,10 @@ MAX_PIXELS = 40_000_000  # refuse before decoding (decompression bombs)
 # Analysis happens on a copy no larger than this (bounding boxes are mapped back): big photos
 # would otherwise cost seconds of numpy work for a 28-pixel result.
 WORKING_MAX_SIDE = 640
+# A photo more than twice that size is decoded smaller (JPEG: scaled by the decoder itself; other
+# formats: an integer box reduction), never below WORKING_MAX_SIDE on its long side: a 12-megapixel
+# phone photo took ~240 ms to prepare at full size and ~20 ms this way (docs/PERFORMANCE.md §1d).
+DECODE_MAX_SIDE = 2 * WORKING_MAX_SIDE
 LIGHT_BACKGROUND_LEVEL = 128  # median border luminance above this means "light background"
 BORDER_FRACTION = 0.04  # width of the border ring used to estimate the background
 MASK_MAX_SIDE = 128  # the garment mask is found on a copy at most this big
@@ -56,7 +60,8 @@ class PreparedImage:
     preview : ndarray of shape (H, W, C), uint8
         The same image as bytes: "what the model sees".
     original : PIL.Image.Image
-        The decoded, EXIF-oriented RGB image (for display).
+        The decoded, EXIF-oriented RGB image (for display). A photo more than ``DECODE_MAX_SIDE``
+        pixels on its long side is decoded smaller, but at least ``WORKING_MAX_SIDE``.
     inverted : bool
         A light background was detected and the image inverted.
     bbox : tuple of int (left, top, right, bottom) or None
@@ -194,16 +199,36 @@ def flatten_transparency(image, background=(255, 255, 255), notes=None):
     return image.convert("RGB")
 
 
-def decode_image(data, name="image"):
+def decode_image(data, name="image", max_side=None):
     """Decode image bytes into an EXIF-oriented RGB ``PIL.Image`` or raise ``ImageError``.
 
     Refuses empty and oversized files, non-images (text, SVG, PDF renamed to .png), truncated
-    files and decompression bombs (by pixel count, before decoding).
+    files and decompression bombs (by pixel count, before decoding). With ``max_side``, an image
+    more than that on its long side comes back smaller, but at least half of it (``reduced``).
     """
-    return _decode(data, name)[0]
+    return _decode(data, name, max_side)[0]
 
 
-def _decode(data, name):
+def reduced(image, max_side):
+    """A decoded PIL ``image`` no more than ``max_side`` on its long side and never less than half
+    of it (an integer box reduction: each pixel the mean of a block); smaller images are returned
+    as they are."""
+    factor = int(np.ceil(max(image.size) / max_side))
+    return image.reduce(factor) if factor > 1 else image
+
+
+def _draft(image, max_side):
+    """Tell a JPEG file's decoder, before it decodes, to scale by 1/2, 1/4 or 1/8 (Pillow's
+    ``draft``: it skips the detail, far faster than decoding every pixel), keeping at least half
+    of ``max_side`` on the long side; ``reduced`` does the rest."""
+    width, height = image.size
+    if image.format == "JPEG" and max(width, height) > max_side:
+        scale = max_side / 2 / max(width, height)
+        image.draft(None, (max(1, int(np.ceil(width * scale))), max(1, int(np.ceil(height * scale)))))
+    return image
+
+
+def _decode(data, name, max_side=None):
     """``(rgb_image, notes)``; see ``decode_image``."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ImageError(f"{name}: expected image bytes, got {type(data).__name__}.")
@@ -214,7 +239,11 @@ def _decode(data, name):
     notes = []
     image = _open_lazily(data, name)
     image = first_frame(image, notes)
+    if max_side is not None:
+        image = _draft(image, max_side)
     _load_pixels(image, name)
+    if max_side is not None:
+        image = reduced(image, max_side)
     if image.mode in _SIXTEEN_BIT_MODES or image.mode == "F":
         image = reduce_to_8_bits(image, notes)
     image = apply_exif_orientation(image, notes)
@@ -379,11 +408,12 @@ def resize_to_fit(array, height, width):
 def _as_pixels(source, name):
     """Any accepted source → (rgb PIL image or None, float32 (H, W, 3|1) array, notes)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        image, notes = _decode(source, name)
+        image, notes = _decode(source, name, DECODE_MAX_SIDE)
         return image, np.asarray(image, dtype=np.float32), notes
     if isinstance(source, Image.Image):
         notes = []
         _load_pixels(source, name)
+        source = reduced(source, DECODE_MAX_SIDE)
         image = reduce_to_8_bits(source, notes) if source.mode in _SIXTEEN_BIT_MODES or source.mode == "F" else source
         image = flatten_transparency(apply_exif_orientation(image, notes), notes=notes)
         return image, np.asarray(image, dtype=np.float32), notes
@@ -440,7 +470,9 @@ def recipe(image_shape):
             "rule": "if the median luminance of the border ring is above the level, invert (255 - x)",
             "level": LIGHT_BACKGROUND_LEVEL, "border_fraction": BORDER_FRACTION,
         },
-        "steps": ["decode, apply EXIF orientation, flatten transparency onto white",
+        "steps": ["decode, apply EXIF orientation, flatten transparency onto white (a photo over "
+                  f"{DECODE_MAX_SIDE} px on its long side: decoded at 1/2, 1/4 or 1/8 scale for a JPEG, then "
+                  f"box-reduced by an integer factor, to between {DECODE_MAX_SIDE // 2} and {DECODE_MAX_SIDE} px)",
                   "convert to the model's channels",
                   "invert a light background (see light_background_inversion)",
                   "subtract the background level (median of the border ring), clip at 0",

@@ -113,6 +113,25 @@ def sample_png():
     return buffer.getvalue()
 
 
+def sample_phone_photo(size=(4032, 3024), quality=90):
+    """A 12-megapixel phone photo as a camera writes it: a dark shirt laid on a lit, grainy bed
+    sheet, JPEG (~2 MB). Deterministic."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    width, height = size
+    rng = np.random.default_rng(0)
+    shade = np.linspace(222, 246, width, dtype=np.float32)[None, :, None]  # light from one side
+    sheet = np.clip(shade + rng.normal(0, 5, (height, width, 3)).astype(np.float32) + [4, 0, -6], 0, 255)
+    image = Image.fromarray(sheet.astype(np.uint8))
+    scale, left, top = height / 200, (width - height) / 2, 0
+    shirt = [(50, 30), (110, 30), (140, 60), (120, 75), (115, 140), (45, 140), (40, 75), (20, 60)]
+    ImageDraw.Draw(image).polygon([(left + x * scale * 1.2, top + y * scale * 1.2) for x, y in shirt], fill=(40, 60, 110))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
 def upload_on_classify(page, png):
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
         files=[{"name": "shirt.png", "mimeType": "image/png", "buffer": png}])

@@ -1,7 +1,7 @@
 """Is the dashboard's server fair under load? N sessions upload a photo on Classify at the same
 moment, driven at the protocol level (no browser), against one session alone.
 
-    python -m scripts.upload_load [--sessions 8] [--rounds 10] [--repeats 15] [--json out.json]
+    python -m scripts.upload_load [--photo small|phone|PATH] [--sessions 8] [--rounds 10] [--repeats 15] [--json out.json]
 
 Why not browsers: eight headless chromium pages on the server's own 2 cores need ~0.2 CPU-seconds
 each just to upload a file and apply a rerun's messages, ~0.35 s with the answer drawn, so with
@@ -13,7 +13,9 @@ then an HTTP PUT of the file), the rerun with the uploader's new state, and the 
 answer's message ("What the model sees") arrives and the run finishes. ``scripts.studio_timing``
 still measures the same thing end to end in real browsers.
 
-Each round opens ``--sessions`` fresh sessions on Classify, then starts every upload at once;
+The photo: ``small`` (default; a 160-pixel PNG product shot, ``screenshots.sample_png``), ``phone``
+(a 12-megapixel JPEG as a phone camera writes it, ~2 MB: ``screenshots.sample_phone_photo``) or
+a file. Each round opens ``--sessions`` fresh sessions on Classify, then starts every upload at once;
 the round's figure is its slowest answer. Reported: one session alone (median of ``--repeats``),
 the median over ``--rounds`` of the slowest of N, their ratio (target <= 4x), and the server's
 CPU seconds per answer. Run it on a quiet machine: the server (``streamlit run app.py`` with
@@ -107,9 +109,9 @@ class _Session:
             if kind == "script_finished":
                 return seen
 
-    async def upload(self, client, name, png):
-        """Upload ``png`` and wait for the answer: ``(seconds until the answer arrived, seconds
-        until the run finished)``."""
+    async def upload(self, client, name, png, mime="image/png"):
+        """Upload the image file ``png`` and wait for the answer: ``(seconds until the answer
+        arrived, seconds until the run finished)``."""
         from streamlit.proto.BackMsg_pb2 import BackMsg
         from streamlit.proto.Common_pb2 import FileURLsRequest, UploadedFileInfo
         from streamlit.proto.WidgetStates_pb2 import WidgetStates
@@ -122,7 +124,7 @@ class _Session:
             if msg.WhichOneof("type") == "file_urls_response":
                 urls = msg.file_urls_response.file_urls[0]
                 break
-        response = await client.put(self.url + urls.upload_url, files={"file": (name, png, "image/png")},
+        response = await client.put(self.url + urls.upload_url, files={"file": (name, png, mime)},
                                     headers={"X-Xsrftoken": self.xsrf} if self.xsrf else None)
         response.raise_for_status()
         states = WidgetStates()
@@ -140,27 +142,42 @@ class _Session:
         await self.ws.close()
 
 
-async def _measure(url, sessions, rounds, repeats, cpu_seconds):
+def photo_file(photo="small"):
+    """``(file name, bytes, MIME type)`` of the photo the sessions upload (see the module doc)."""
+    if photo == "small":
+        return "shirt.png", screenshots.sample_png(), "image/png"
+    if photo == "phone":
+        return "shirt.jpg", screenshots.sample_phone_photo(), "image/jpeg"
+    path = Path(photo)
+    return path.name, path.read_bytes(), {".png": "image/png", ".webp": "image/webp"}.get(path.suffix.lower(), "image/jpeg")
+
+
+async def _measure(url, sessions, rounds, repeats, cpu_seconds, photo="small"):
     import httpx
 
-    png = screenshots.sample_png()
+    name, png, mime = photo_file(photo)
+    stem, dot, suffix = name.rpartition(".")
+
+    async def upload(session, client, label):
+        return await session.upload(client, f"{stem}-{label}.{suffix}", png, mime)
+
     async with httpx.AsyncClient(timeout=300) as client:
         await client.get(url + "/_stcore/health")  # sets the XSRF cookie, as for the browser (when checked)
         xsrf = client.cookies.get(XSRF_COOKIE)
         Session = functools.partial(_Session, xsrf=xsrf)
         warm = await Session(url).open()  # models and artefacts loaded once
-        await warm.upload(client, "shirt.png", png)
+        await upload(warm, client, "warm")
         await warm.close()
         alone = []
         for _ in range(repeats):
             session = await Session(url).open()
-            alone.append((await session.upload(client, "shirt.png", png))[0])
+            alone.append((await upload(session, client, "alone"))[0])
             await session.close()
         slowest, runs, cpu = [], [], []
         for _ in range(rounds):
             opened = [await Session(url).open() for _ in range(sessions)]
             before = cpu_seconds()
-            answers = await asyncio.gather(*(s.upload(client, f"shirt-{i}.png", png) for i, s in enumerate(opened)))
+            answers = await asyncio.gather(*(upload(s, client, i) for i, s in enumerate(opened)))
             cpu.append((cpu_seconds() - before) / sessions)
             times = sorted(a for a, _ in answers)
             runs.append(times)
@@ -168,7 +185,7 @@ async def _measure(url, sessions, rounds, repeats, cpu_seconds):
             for s in opened:
                 await s.close()
     one, worst = statistics.median(alone), statistics.median(slowest)
-    return {"sessions": sessions, "rounds": rounds, "alone_median_s": one, "alone_runs_s": alone,
+    return {"photo": photo, "photo_bytes": len(png), "sessions": sessions, "rounds": rounds, "alone_median_s": one, "alone_runs_s": alone,
             "slowest_median_s": worst, "slowest_runs_s": slowest, "rounds_s": runs,
             "server_cpu_s_per_answer": statistics.median(cpu), "ratio": worst / one}
 
@@ -181,16 +198,16 @@ def _server_cpu(url):
     return lambda: sum(process.cpu_times()[:2])
 
 
-def measure_url(url, sessions=8, rounds=ROUNDS, repeats=REPEATS):
+def measure_url(url, sessions=8, rounds=ROUNDS, repeats=REPEATS, photo="small"):
     """The load measurement against a running dashboard at ``url`` (started by
     ``screenshots.streamlit_server``, so its process can be found for the CPU figure)."""
-    return asyncio.run(_measure(url, sessions, rounds, repeats, _server_cpu(url)))
+    return asyncio.run(_measure(url, sessions, rounds, repeats, _server_cpu(url), photo))
 
 
-def measure(models_dir, sessions=8, rounds=ROUNDS, repeats=REPEATS):
+def measure(models_dir, sessions=8, rounds=ROUNDS, repeats=REPEATS, photo="small"):
     env = {"FASHION_MODELS_DIR": str(models_dir)}
     with screenshots.streamlit_server(env) as url:
-        uploads = measure_url(url, sessions, rounds, repeats)
+        uploads = measure_url(url, sessions, rounds, repeats, photo)
     return {"date": time.strftime("%Y-%m-%d"), "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
             "models_dir": str(models_dir), **uploads, "target_ratio": 4.0}
 
@@ -198,16 +215,17 @@ def measure(models_dir, sessions=8, rounds=ROUNDS, repeats=REPEATS):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", default=str(screenshots.REPO / "models"))
+    parser.add_argument("--photo", default="small", help="small (160-px PNG), phone (12-megapixel JPEG) or a file")
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--repeats", type=int, default=REPEATS)
     parser.add_argument("--json", default=str(screenshots.REPO / "artifacts" / "upload_load.json"))
     args = parser.parse_args()
-    result = measure(args.models_dir, args.sessions, args.rounds, args.repeats)
+    result = measure(args.models_dir, args.sessions, args.rounds, args.repeats, args.photo)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"one session alone: {result['alone_median_s']:.3f} s (median of {args.repeats}); slowest of "
+    print(f"{args.photo} photo ({result['photo_bytes'] / 1e6:.2f} MB): one session alone: {result['alone_median_s']:.3f} s (median of {args.repeats}); slowest of "
           f"{args.sessions} at once: {result['slowest_median_s']:.3f} s (median of {args.rounds} rounds); ratio "
           f"{result['ratio']:.1f}x (target <= 4x); server CPU per answer {result['server_cpu_s_per_answer']:.3f} s")
 

@@ -190,8 +190,39 @@ def test_colour_model_inverts_all_channels():
 def test_large_image_is_analysed_small_but_bbox_in_original_coordinates():
     photo = garment_photo(size=(3000, 2000), box=(600, 400, 1400, 1700))
     prepared = pp.prepare_image(encode(photo), SHAPE)
-    left, top, right, bottom = prepared.bbox
+    width, height = prepared.original.size
+    assert pp.WORKING_MAX_SIDE <= width <= pp.DECODE_MAX_SIDE and abs(width / height - 1.5) < 0.01
+    left, top, right, bottom = (v * 3000 / width for v in prepared.bbox)  # back to the file's pixels
     assert abs(left - 600) <= 30 and abs(top - 400) <= 30 and abs(right - 1400) <= 30 and abs(bottom - 1700) <= 30
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_big_photo_is_decoded_small_and_the_model_sees_the_same(fmt):
+    """A 12-megapixel phone photo: JPEG scaled by its decoder, PNG box-reduced, to at least
+    WORKING_MAX_SIDE; what the model gets matches the full-size path (the pixels as an array,
+    which is analysed at full size)."""
+    rng = np.random.default_rng(0)
+    photo = np.clip(rng.normal(235, 6, (3024, 4032, 3)), 0, 255).astype(np.uint8)  # a lit, grainy bed sheet
+    photo[700:2500, 1300:2900] = (60, 40, 110)  # the garment
+    data = encode(Image.fromarray(photo), fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    prepared = pp.prepare_image(data, (64, 64, 3))
+    assert pp.WORKING_MAX_SIDE <= max(prepared.original.size) <= pp.DECODE_MAX_SIDE
+    full = pp.prepare_image(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), (64, 64, 3))
+    assert np.abs(prepared.model_input - full.model_input).mean() < 0.01
+    assert prepared.inverted == full.inverted
+
+
+def test_a_big_jpeg_keeps_its_exif_orientation_when_decoded_small():
+    image = Image.new("RGB", (3000, 1000), (250, 250, 250))
+    image.paste((30, 30, 30), (0, 0, 600, 1000))  # dark band on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display: the band ends up on top
+    prepared = pp.prepare_image(encode(image, "JPEG", exif=exif.tobytes()), SHAPE)
+    width, height = prepared.original.size
+    assert height > width and max(width, height) <= pp.DECODE_MAX_SIDE
+    pixels = np.asarray(prepared.original.convert("L"), np.float32)
+    assert pixels[: height // 10].mean() < 80 and pixels[-height // 10:].mean() > 200
+    assert any("EXIF" in note for note in prepared.notes)
 
 
 @pytest.mark.parametrize("colour", [0, 255])
