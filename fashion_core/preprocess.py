@@ -406,17 +406,18 @@ def resize_to_fit(array, height, width):
 
 
 def _as_pixels(source, name):
-    """Any accepted source → (rgb PIL image or None, float32 (H, W, 3|1) array, notes)."""
+    """Any accepted source → ``(rgb PIL image, None, notes)`` for encoded bytes and PIL images,
+    ``(None, float32 (H, W, 3|1) array, notes)`` for arrays."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         image, notes = _decode(source, name, DECODE_MAX_SIDE)
-        return image, np.asarray(image, dtype=np.float32), notes
+        return image, None, notes
     if isinstance(source, Image.Image):
         notes = []
         _load_pixels(source, name)
         source = reduced(source, DECODE_MAX_SIDE)
         image = reduce_to_8_bits(source, notes) if source.mode in _SIXTEEN_BIT_MODES or source.mode == "F" else source
         image = flatten_transparency(apply_exif_orientation(image, notes), notes=notes)
-        return image, np.asarray(image, dtype=np.float32), notes
+        return image, None, notes
     if isinstance(source, np.ndarray):
         array = source
         if array.ndim == 2:
@@ -442,6 +443,17 @@ def _to_channels(pixels, channels):
     if pixels.shape[-1] == 1:
         return np.repeat(pixels, 3, axis=-1)
     return pixels
+
+
+def _working_copy_of_image(image):
+    """``_working_copy`` of an RGB PIL image: float32 (H, W, 3) pixels, box-resized by Pillow
+    when over ``WORKING_MAX_SIDE`` (one pass over the 8-bit image, not one per float plane)."""
+    w, h = image.size
+    if max(h, w) <= WORKING_MAX_SIDE:
+        return np.asarray(image, dtype=np.float32), 1.0
+    scale = WORKING_MAX_SIDE / max(h, w)
+    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    return np.asarray(image.resize(size, Image.BOX), dtype=np.float32), 1.0 / scale
 
 
 def _working_copy(pixels):
@@ -511,8 +523,12 @@ def prepare_image(source, image_shape, name="image"):
     if channels not in (1, 3):
         raise ImageError(f"{name}: models with {channels} channels are not supported (1 or 3).")
     original, pixels, notes = _as_pixels(source, name)
-    pixels = _to_channels(pixels, channels)
-    working, back_scale = _working_copy(pixels)
+    if pixels is None:  # an image: Pillow shrinks its 8-bit pixels, floats only at working size
+        working, back_scale = _working_copy_of_image(original)
+        working, full_size = _to_channels(working, channels), original.size[::-1]
+    else:
+        pixels = _to_channels(pixels, channels)
+        (working, back_scale), full_size = _working_copy(pixels), pixels.shape[:2]
     gray = luminance(working)
     inverted = has_light_background(gray)
     if inverted:
@@ -537,7 +553,7 @@ def prepare_image(source, image_shape, name="image"):
     if bbox is None:
         notes.append("no garment found: the image looks blank")
     elif back_scale != 1.0:
-        h, w = pixels.shape[:2]
+        h, w = full_size
         left, top, right, bottom = bbox
         bbox = (int(left * back_scale), int(top * back_scale),
                 min(w, int(np.ceil(right * back_scale))), min(h, int(np.ceil(bottom * back_scale))))
