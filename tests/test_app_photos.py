@@ -38,3 +38,26 @@ def test_photos_of_other_things_are_answered_none_of_these(photo_models):
     table = at.dataframe[0].value
     assert set(table["prediction"]) == {"none of these"} and table["unsure"].all()
     assert at.get("progress")  # the scores are still shown
+
+
+def test_a_phone_size_photo_is_answered_and_shown_at_screen_size(photo_models):
+    """A 12-megapixel phone JPEG: decoded small (preprocess.DECODE_MAX_SIDE) and shown as a
+    JPEG no larger than the page needs (widgets.photo_for_display), not re-encoded at full size."""
+    import io
+
+    from PIL import Image
+
+    from scripts.screenshots import sample_phone_photo
+    from ui.widgets import PHOTO_DISPLAY_SIDE, photo_for_display
+
+    data = sample_phone_photo()
+    at = classify_page()
+    at.get("file_uploader")[0].set_value([("bed.jpg", data, "image/jpeg")])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(e.label.startswith("bed.jpg → Sneaker") for e in at.expander)
+    shown = Image.open(io.BytesIO(photo_for_display(Image.open(io.BytesIO(data)))))
+    assert shown.format == "JPEG" and PHOTO_DISPLAY_SIDE // 2 <= max(shown.size) <= PHOTO_DISPLAY_SIDE
+    assert abs(shown.size[0] / shown.size[1] - 4032 / 3024) < 0.02
+    small = Image.new("RGB", (160, 120), "white")
+    assert Image.open(io.BytesIO(photo_for_display(small))).size == (160, 120)  # never enlarged

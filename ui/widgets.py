@@ -70,6 +70,23 @@ def to_display(image, scale=1):
     return image
 
 
+PHOTO_DISPLAY_SIDE = 640  # px at most, a photo's long side on screen: a third of the page, sharp at 2x
+
+
+def photo_for_display(image, max_side=PHOTO_DISPLAY_SIDE, quality=88):
+    """A photo (PIL image) as JPEG bytes for ``st.image``, between half of ``max_side`` and
+    ``max_side`` on its long side when bigger (``preprocess.reduced``). Given the image itself,
+    Streamlit sends it whole as a quality-100 JPEG: ~280 KB per answer for a phone photo's decoded
+    copy (1008 x 756), where the page shows it a third of its width."""
+    import io
+
+    from fashion_core.preprocess import reduced
+
+    buffer = io.BytesIO()
+    reduced(image, max_side).convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
 def tile(images, columns, pad=2, scale=3, background=255):
     """Images (N, H, W, C) uint8 → one montage (rows x columns), for compact sample grids."""
     images = np.asarray(images)

@@ -113,7 +113,7 @@ def result_ui(i, name, result, expanded=True, classifier=None):
         return
     with st.expander(f"{name} → {headline(result)}", expanded=expanded):
         c1, c2, c3 = st.columns([2, 1, 3], gap="medium")
-        c1.image(result.prepared.original, caption="Your image", width="stretch")
+        c1.image(widgets.photo_for_display(result.prepared.original), caption="Your image", width="stretch")
         scale = max(1, 112 // result.prepared.preview.shape[1])
         c2.image(widgets.to_display(result.prepared.preview, scale=scale), caption="What the model sees", width="stretch")
         if classifier is not None:
