@@ -165,12 +165,15 @@ def _click_until(page, chart, done, positions):
 
 
 @pytest.mark.xdist_group("browser_trained")
-def test_the_load_client_uploads_on_classify_like_a_browser(trained_server):
+@pytest.mark.parametrize("photo", ["small", "phone"])
+def test_the_load_client_uploads_on_classify_like_a_browser(trained_server, photo):
     """``scripts.upload_load`` drives sessions at the protocol level (XSRF cookie, upload URL, PUT,
-    rerun with the uploader's state) and gets every answer; no timing is asserted."""
+    rerun with the uploader's state) and gets every answer, for the small product shot and the
+    12-megapixel phone JPEG; no timing is asserted."""
     from scripts import upload_load
 
-    result = upload_load.measure_url(trained_server, sessions=2, rounds=1, repeats=1)
+    result = upload_load.measure_url(trained_server, sessions=2, rounds=1, repeats=1, photo=photo)
+    assert result["photo"] == photo and result["photo_bytes"] > (1_000_000 if photo == "phone" else 0)
     assert len(result["rounds_s"]) == 1 and len(result["rounds_s"][0]) == 2
     assert all(t > 0 for t in result["rounds_s"][0]) and result["alone_runs_s"][0] > 0
     assert result["server_cpu_s_per_answer"] >= 0
