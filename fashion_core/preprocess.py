@@ -32,7 +32,7 @@ MAX_PIXELS = 40_000_000  # refuse before decoding (decompression bombs)
 WORKING_MAX_SIDE = 640
 # A photo more than twice that size is decoded smaller (JPEG: scaled by the decoder itself; other
 # formats: an integer box reduction), never below WORKING_MAX_SIDE on its long side: a 12-megapixel
-# phone photo took ~240 ms to prepare at full size and ~20 ms this way (docs/PERFORMANCE.md §1d).
+# phone photo took ~240 ms to prepare at full size and ~27 ms this way (docs/PERFORMANCE.md §1d).
 DECODE_MAX_SIDE = 2 * WORKING_MAX_SIDE
 LIGHT_BACKGROUND_LEVEL = 128  # median border luminance above this means "light background"
 BORDER_FRACTION = 0.04  # width of the border ring used to estimate the background
@@ -210,9 +210,9 @@ def decode_image(data, name="image", max_side=None):
 
 
 def reduced(image, max_side):
-    """A decoded PIL ``image`` no more than ``max_side`` on its long side and never less than half
-    of it (an integer box reduction: each pixel the mean of a block); smaller images are returned
-    as they are."""
+    """A decoded RGB (or grey) PIL ``image`` no more than ``max_side`` on its long side and never
+    less than half of it (an integer box reduction: each pixel the mean of a block); smaller images
+    are returned as they are. Not for palette or 1-bit images: convert them first."""
     factor = int(np.ceil(max(image.size) / max_side))
     return image.reduce(factor) if factor > 1 else image
 
@@ -242,8 +242,6 @@ def _decode(data, name, max_side=None):
     if max_side is not None:
         image = _draft(image, max_side)
     _load_pixels(image, name)
-    if max_side is not None:
-        image = reduced(image, max_side)
     if image.mode in _SIXTEEN_BIT_MODES or image.mode == "F":
         image = reduce_to_8_bits(image, notes)
     image = apply_exif_orientation(image, notes)
@@ -251,7 +249,7 @@ def _decode(data, name, max_side=None):
         rgb = flatten_transparency(image, notes=notes)
     except (OSError, ValueError) as exc:
         raise ImageError(f"{name}: could not convert the image's colours ({exc}).") from None
-    return rgb, notes
+    return (rgb if max_side is None else reduced(rgb, max_side)), notes
 
 
 # --- pixel steps (numpy, float32 0..255) -----------------------------------------------------------
@@ -414,10 +412,9 @@ def _as_pixels(source, name):
     if isinstance(source, Image.Image):
         notes = []
         _load_pixels(source, name)
-        source = reduced(source, DECODE_MAX_SIDE)
         image = reduce_to_8_bits(source, notes) if source.mode in _SIXTEEN_BIT_MODES or source.mode == "F" else source
         image = flatten_transparency(apply_exif_orientation(image, notes), notes=notes)
-        return image, None, notes
+        return reduced(image, DECODE_MAX_SIDE), None, notes
     if isinstance(source, np.ndarray):
         array = source
         if array.ndim == 2:

@@ -212,6 +212,22 @@ def test_a_big_photo_is_decoded_small_and_the_model_sees_the_same(fmt):
     assert prepared.inverted == full.inverted
 
 
+@pytest.mark.parametrize("mode", ["P", "1", "I;16", "LA", "RGBA"])
+def test_big_images_of_every_mode_are_decoded_small(mode):
+    """Palette, 1-bit, 16-bit and transparent images are reduced after their conversion to RGB
+    (a box reduction of palette indices would be meaningless, and Pillow refuses it)."""
+    image = Image.new("L", (2600, 1300), 240)
+    image.paste(20, (900, 300, 1700, 1100))
+    if mode == "I;16":
+        image = Image.fromarray((np.asarray(image, np.uint16) * 257).astype(np.uint16))
+    else:
+        image = image.convert(mode)
+    for source in (encode(image), image):
+        prepared = pp.prepare_image(source, SHAPE)
+        assert pp.WORKING_MAX_SIDE <= max(prepared.original.size) <= pp.DECODE_MAX_SIDE
+        assert prepared.original.mode == "RGB" and not prepared.blank
+
+
 def test_a_big_jpeg_keeps_its_exif_orientation_when_decoded_small():
     image = Image.new("RGB", (3000, 1000), (250, 250, 250))
     image.paste((30, 30, 30), (0, 0, 600, 1000))  # dark band on the left
