@@ -115,7 +115,7 @@ def sample_png():
 
 def sample_phone_photo(size=(4032, 3024), quality=90):
     """A 12-megapixel phone photo as a camera writes it: a dark shirt laid on a lit, grainy bed
-    sheet, JPEG (~2 MB). Deterministic."""
+    sheet, JPEG (~1.7 MB). Deterministic."""
     import numpy as np
     from PIL import Image, ImageDraw
 

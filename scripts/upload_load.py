@@ -14,7 +14,7 @@ answer's message ("What the model sees") arrives and the run finishes. ``scripts
 still measures the same thing end to end in real browsers.
 
 The photo: ``small`` (default; a 160-pixel PNG product shot, ``screenshots.sample_png``), ``phone``
-(a 12-megapixel JPEG as a phone camera writes it, ~2 MB: ``screenshots.sample_phone_photo``) or
+(a 12-megapixel JPEG as a phone camera writes it, ~1.7 MB: ``screenshots.sample_phone_photo``) or
 a file. Each round opens ``--sessions`` fresh sessions on Classify, then starts every upload at once;
 the round's figure is its slowest answer. Reported: one session alone (median of ``--repeats``),
 the median over ``--rounds`` of the slowest of N, their ratio (target <= 4x), and the server's
@@ -158,9 +158,8 @@ def photo_file(photo="small"):
 
 
 async def _measure(url, sessions, rounds, repeats, cpu_seconds, photo="small"):
-
     name, png, mime = photo_file(photo)
-    stem, dot, suffix = name.rpartition(".")
+    stem, _, suffix = name.rpartition(".")
 
     async def upload(session, client, label):
         return await session.upload(client, f"{stem}-{label}.{suffix}", png, mime)
@@ -193,7 +192,8 @@ async def _measure(url, sessions, rounds, repeats, cpu_seconds, photo="small"):
             for s in opened:
                 await s.close()
     one, worst = statistics.median(alone), statistics.median(slowest)
-    return {"photo": photo, "photo_bytes": len(png), "sessions": sessions, "rounds": rounds, "alone_median_s": one, "alone_runs_s": alone,
+    return {"photo": photo, "photo_bytes": len(png), "sessions": sessions, "rounds": rounds,
+            "alone_median_s": one, "alone_runs_s": alone,
             "slowest_median_s": worst, "slowest_runs_s": slowest, "rounds_s": runs,
             "server_cpu_s_per_answer": statistics.median(cpu), "ratio": worst / one}
 
