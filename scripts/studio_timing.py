@@ -108,6 +108,15 @@ async def _measure(url, repeats, sessions):
                     "together_s": sorted(together), "slowest_s": max(together), "ratio": max(together) / one}
 
 
+def _wait_for_quiet_cpus(busy_percent=15, timeout=30):
+    """Wait (at most ``timeout`` s) until the machine's CPUs are idle over a whole second."""
+    import psutil
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and psutil.cpu_percent(interval=1.0) > busy_percent:
+        pass
+
+
 def measure(models_dir, repeats=3, sessions=8):
     from scripts import upload_load
 
@@ -116,6 +125,7 @@ def measure(models_dir, repeats=3, sessions=8):
     with cache, screenshots.streamlit_server(env) as url, \
             generated.PeakMemory(lambda: screenshots.server_rss_mb(url)) as rss:
         settle, uploads = asyncio.run(_measure(url, repeats, sessions))
+        _wait_for_quiet_cpus()  # the browsers' processes wind down before the protocol measurement
         server = {photo: upload_load.measure_url(url, sessions, rounds=upload_load.ROUNDS, repeats=upload_load.REPEATS,
                                                  photo=photo) for photo in ("small", "phone")}
     return {"date": time.strftime("%Y-%m-%d"), "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
