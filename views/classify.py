@@ -1,6 +1,7 @@
 """Classify: upload photos (or take one with the webcam) and see what a model makes of them."""
 
 import base64
+import contextlib
 import io
 
 import pandas as pd
@@ -57,11 +58,9 @@ def answers_ui(entry, items, top_k, explain):
     classifier = widgets.loaded_or_error(cache.inference_classifier, entry.name)
     if classifier is None:
         return
-    if len(items) > 1:  # a batch may take a while; one photo is answered in milliseconds, and a
-        # spinner costs a timer thread and a message per answer on a server every session shares
-        with st.spinner(f"Classifying {len(items)} images…"):
-            results = classifier.classify_many(items, top_k=top_k)
-    else:
+    # A spinner only for a batch: one photo is answered in milliseconds, and a spinner costs a
+    # timer thread and a message per answer on a server every session shares
+    with st.spinner(f"Classifying {len(items)} images…") if len(items) > 1 else contextlib.nullcontext():
         results = classifier.classify_many(items, top_k=top_k)
     if len(results) > 1:
         results_table_ui(items, results)
