@@ -442,26 +442,20 @@ def _to_channels(pixels, channels):
     return pixels
 
 
-def _working_copy_of_image(image):
-    """``_working_copy`` of an RGB PIL image: float32 (H, W, 3) pixels, box-resized by Pillow
-    when over ``WORKING_MAX_SIDE`` (one pass over the 8-bit image, not one per float plane)."""
-    w, h = image.size
+def _working_copy(source):
+    """Shrink very large images for analysis: ``(float32 (H, W, C) pixels, scale back to the
+    source's coordinates)``. ``source`` is an RGB PIL image (box-resized by Pillow on its 8-bit
+    pixels, one pass) or a float (H, W, C) array (box-resized one float plane at a time)."""
+    is_image = isinstance(source, Image.Image)
+    w, h = source.size if is_image else source.shape[1::-1]
     if max(h, w) <= WORKING_MAX_SIDE:
-        return np.asarray(image, dtype=np.float32), 1.0
+        return (np.asarray(source, dtype=np.float32) if is_image else source), 1.0
     scale = WORKING_MAX_SIDE / max(h, w)
     size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-    return np.asarray(image.resize(size, Image.BOX), dtype=np.float32), 1.0 / scale
-
-
-def _working_copy(pixels):
-    """Shrink very large images for analysis; returns (pixels, scale back to original coords)."""
-    h, w = pixels.shape[:2]
-    if max(h, w) <= WORKING_MAX_SIDE:
-        return pixels, 1.0
-    scale = WORKING_MAX_SIDE / max(h, w)
-    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(pixels[..., c])).resize(size, Image.BOX))
-              for c in range(pixels.shape[-1])]
+    if is_image:
+        return np.asarray(source.resize(size, Image.BOX), dtype=np.float32), 1.0 / scale
+    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(source[..., c])).resize(size, Image.BOX))
+              for c in range(source.shape[-1])]
     return np.stack(planes, axis=-1), 1.0 / scale
 
 
@@ -521,7 +515,7 @@ def prepare_image(source, image_shape, name="image"):
         raise ImageError(f"{name}: models with {channels} channels are not supported (1 or 3).")
     original, pixels, notes = _as_pixels(source, name)
     if pixels is None:  # an image: Pillow shrinks its 8-bit pixels, floats only at working size
-        working, back_scale = _working_copy_of_image(original)
+        working, back_scale = _working_copy(original)
         working, full_size = _to_channels(working, channels), original.size[::-1]
     else:
         pixels = _to_channels(pixels, channels)

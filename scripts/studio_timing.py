@@ -138,7 +138,8 @@ def readme_block(result):
     """The README's Markdown block, generated from ``measure``'s result."""
     u = result["uploads"]
     rows = "\n".join(f"| {page} | {v['median_s']:.2f} s |" for page, v in result["settle"].items())
-    photos = [("a 160-pixel PNG product shot", result.get("uploads_protocol")),
+    small = result.get("uploads_protocol")
+    photos = [("a 160-pixel PNG product shot", small),
               ("a 12-megapixel phone JPEG ({:.1f} MB)", result.get("uploads_protocol_phone"))]
     protocol = "\n".join(f"| {label.format(p['photo_bytes'] / 1e6)} | {p['alone_median_s']:.3f} s | "
                          f"{p['slowest_median_s']:.3f} s | {p['ratio']:.1f}× | {p['server_cpu_s_per_answer']:.3f} s |"
@@ -153,9 +154,9 @@ def readme_block(result):
             + f". Server peak resident memory over the whole run, started with an empty disk cache as on a fresh "
             f"deploy: {result['peak_rss_mb']:.0f} MB (target ≤ 1,024 MB)."
             + (f"\n\nWithout browsers (`scripts.upload_load`: the same protocol messages; one upload alone is the median "
-               f"of {len(photos[0][1]['alone_runs_s'])}, {u['sessions']} at once the median of {photos[0][1]['rounds']} "
+               f"of {len(small['alone_runs_s'])}, {u['sessions']} at once the median of {small['rounds']} "
                "rounds' slowest):\n\n| the photo uploaded | one alone | slowest of 8 at once | ratio (target ≤ 4×) | "
-               f"server CPU per answer |\n|---|---|---|---|---|\n{protocol}" if protocol else "")
+               f"server CPU per answer |\n|---|---|---|---|---|\n{protocol}" if small else "")
             + f"\n{README_END}")
 
 
