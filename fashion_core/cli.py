@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -617,6 +618,36 @@ def cmd_serve(args):
     return {"url": url, "replicas": args.replicas, "stopped": True}, f"stopped {url}"
 
 
+def _dashboard_arguments(p):
+    p.add_argument("--processes", type=int, default=2,
+                   help="dashboard processes behind HAProxy (1: a single process, as `streamlit run app.py`)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+
+
+def cmd_dashboard(args):
+    """Start the dashboard (several processes behind HAProxy) and keep it up until Ctrl-C."""
+    from . import dashboard
+
+    def interrupt(signum, frame):  # `kill` or a service manager stops it as Ctrl-C does: children too
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    running = dashboard.start(args.processes, port=args.port, host=args.host)
+    print(f"dashboard at {running.url} ({args.processes} process(es)); Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        while running.alive():
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stopped_itself = not running.alive()
+        running.stop()
+    if stopped_itself:
+        return {"url": running.url, "processes": args.processes, "stopped": True}, f"a process of {running.url} stopped; all stopped", True
+    return {"url": running.url, "processes": args.processes, "stopped": True}, f"stopped {running.url}"
+
+
 @dataclass(frozen=True)
 class Command:
     """One sub-command: its help line, a function adding its arguments to a parser, and
@@ -650,6 +681,8 @@ COMMANDS = {
                      _batch_arguments, cmd_batch),
     "serve": Command("serve the HTTP API (POST /classify, GET /models, /healthz, /docs) with Ray Serve replicas",
                      _serve_arguments, cmd_serve),
+    "dashboard": Command("run the dashboard as several processes behind HAProxy (many visitors at once on one machine)",
+                         _dashboard_arguments, cmd_dashboard),
     "classify": Command("classify image files (photos or dataset-style images)", cli_classify.add_arguments,
                         cli_classify.cmd_classify),
     "bench": Command("benchmark accuracy, throughput, latency and retrieval of the shipped models",

@@ -52,10 +52,13 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_IMPORT_BYTES = 200 * 1024 * 1024
 
 
+REPOSITORY_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"  # resolved once: pages ask on every run
+
+
 def default_models_dir():
     """``$FASHION_MODELS_DIR`` or the repository's ``models/`` folder."""
     env = os.environ.get(MODELS_DIR_ENV)
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+    return Path(env) if env else REPOSITORY_MODELS_DIR
 
 
 def validate_name(name):

