@@ -63,22 +63,35 @@ def _must_not_start(*args, **kwargs):
     raise AssertionError("a process was started")
 
 
-@pytest.fixture()
-def two_processes(trained_registry):
+def _two_processes(registry):
     try:
         dashboard.haproxy_binary()
     except FashionError as exc:
         pytest.skip(str(exc))
-    with dashboard.running(2, port=0, env={"FASHION_MODELS_DIR": str(trained_registry.root)}) as running:
+    return dashboard.running(2, port=0, env={"FASHION_MODELS_DIR": str(registry.root)})
+
+
+@pytest.fixture(scope="module")
+def shared_processes(trained_registry):
+    """Two processes behind HAProxy for the tests that leave them as they are (kept on one
+    xdist worker by their group: starting them costs seconds of the suite's budget)."""
+    with _two_processes(trained_registry) as running:
         yield running
 
 
-def test_visitors_stay_on_their_process_and_are_spread_over_them(two_processes):
+@pytest.fixture()
+def two_processes(trained_registry):
+    with _two_processes(trained_registry) as running:
+        yield running
+
+
+@pytest.mark.xdist_group("dashboard")
+def test_visitors_stay_on_their_process_and_are_spread_over_them(shared_processes):
     import aiohttp
     from scripts import screenshots
     from scripts.upload_load import Session
 
-    url, png = two_processes.url, screenshots.sample_png()
+    url, png = shared_processes.url, screenshots.sample_png()
 
     async def visit():
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client:
@@ -96,14 +109,16 @@ def test_visitors_stay_on_their_process_and_are_spread_over_them(two_processes):
     assert len(answers) == 2 and all(seen > 0 for seen, _ in answers)
 
 
-def test_the_processes_share_one_cookie_secret(two_processes):
+@pytest.mark.xdist_group("dashboard")
+def test_the_processes_share_one_cookie_secret(shared_processes):
     """Cookies Streamlit signs (``st.login``'s) must be good on whichever process a visitor reaches."""
     import psutil
 
-    secrets = {psutil.Process(p.pid).environ().get("STREAMLIT_SERVER_COOKIE_SECRET") for p in two_processes.processes}
+    secrets = {psutil.Process(p.pid).environ().get("STREAMLIT_SERVER_COOKIE_SECRET") for p in shared_processes.processes}
     assert len(secrets) == 1 and len(secrets.pop() or "") >= 32
 
 
+@pytest.mark.xdist_group("dashboard")
 def test_a_visitor_whose_process_died_is_answered_by_another_and_stop_leaves_nothing(two_processes):
     import aiohttp
     import psutil
