@@ -633,8 +633,10 @@ def cmd_dashboard(args):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
-    running = dashboard.start(args.processes, port=args.port, host=args.host)
-    print(f"dashboard at {running.url} ({args.processes} process(es)); Ctrl-C stops", file=sys.stderr, flush=True)
+    running = dashboard.start(args.processes, port=args.port, host=args.host, capture_output=False)
+    behind = (f"{args.processes} processes behind HAProxy; the addresses they print above are private to it"
+              if args.processes > 1 else "1 process")
+    print(f"\nFashion Studio: open {running.url} ({behind}). Ctrl-C stops it.", file=sys.stderr, flush=True)
     try:
         while running.alive():
             time.sleep(1)

@@ -177,10 +177,12 @@ def _check(processes, port, host):
         raise FashionError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-def start(processes=1, port=8501, host="127.0.0.1", env=None, timeout=START_TIMEOUT_S):
+def start(processes=1, port=8501, host="127.0.0.1", env=None, timeout=START_TIMEOUT_S, capture_output=True):
     """Start the dashboard with ``processes`` Streamlit processes (HAProxy in front when more
     than one) listening on ``host:port`` (0: a free port); returns a ``Dashboard`` once every
-    process answers. ``env`` is added to this process's environment for them."""
+    process answers. ``env`` is added to this process's environment for them. Their output goes
+    to a temporary file, shown if one fails to start (``capture_output``), or else to this
+    process's own output (the ``dashboard`` command: a server's logs belong in its terminal)."""
     port = _check(processes, port, host)
     binary = haproxy_binary() if processes > 1 else None
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
@@ -188,20 +190,21 @@ def start(processes=1, port=8501, host="127.0.0.1", env=None, timeout=START_TIME
     if processes > 1:  # one secret for all: a cookie one process signed is valid on every other
         child_env["STREAMLIT_SERVER_COOKIE_SECRET"] = child_env.get("STREAMLIT_SERVER_COOKIE_SECRET") or secrets.token_hex(32)
     dashboard = Dashboard(url=f"http://{shown_host}:{port}", processes=[])
-    log = dashboard._resources.enter_context(tempfile.TemporaryFile())
+    log = dashboard._resources.enter_context(tempfile.TemporaryFile()) if capture_output else None
+    output = dict(stdout=log, stderr=subprocess.STDOUT) if capture_output else {}
     try:
         ports = [port] if processes == 1 else [free_port() for _ in range(processes)]
         address = host if processes == 1 else "127.0.0.1"  # behind HAProxy, only HAProxy is reachable
         for p in ports:
             dashboard.processes.append(subprocess.Popen(process_command(p, address), cwd=APP.parent, env=child_env,
-                                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+                                                        start_new_session=True, **output))
         wait_until_healthy([(f"http://127.0.0.1:{p}", proc) for p, proc in zip(ports, dashboard.processes)], timeout, log)
         if binary:
             folder = Path(dashboard._resources.enter_context(tempfile.TemporaryDirectory(prefix="fashion-haproxy-")))
             bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             (folder / "haproxy.cfg").write_text(haproxy_config(bind, ports))
             dashboard.proxy = subprocess.Popen([binary, "-f", str(folder / "haproxy.cfg")], cwd=folder,
-                                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                               start_new_session=True, **output)
             wait_until_healthy([(dashboard.url, dashboard.proxy)], 30, log)
     except BaseException:
         dashboard.stop()

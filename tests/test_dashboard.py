@@ -142,3 +142,12 @@ def test_a_visitor_whose_process_died_is_answered_by_another_and_stop_leaves_not
     pids = two_processes.pids
     two_processes.stop()
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
+
+
+def test_a_process_that_fails_to_start_is_reported_with_its_output(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(dashboard, "process_command",
+                        lambda port, address: [sys.executable, "-c", "import sys; print('no app here'); sys.exit(3)"])
+    with pytest.raises(FashionError, match=r"(?s)did not start: .* exited.*no app here"):
+        dashboard.start(1, port=0, timeout=30)
