@@ -168,9 +168,9 @@ def _check(processes, port, host):
     if isinstance(processes, bool) or not isinstance(processes, int) or not 1 <= processes <= MAX_PROCESSES:
         raise InvalidParameterError(f"--processes must be a whole number from 1 to {MAX_PROCESSES}; got {processes!r}.")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise InvalidParameterError(f"--port must be between 1 and 65535 (0: any free port); got {port!r}.")
+        raise InvalidParameterError(f"--port must be from 0 to 65535 (0: any free port); got {port!r}.")
     try:
-        with socket.socket() as s:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
             s.bind((host, port))
             return s.getsockname()[1] if port == 0 else port
     except OSError as exc:
@@ -185,7 +185,7 @@ def start(processes=1, port=8501, host="127.0.0.1", env=None, timeout=START_TIME
     process's own output (the ``dashboard`` command: a server's logs belong in its terminal)."""
     port = _check(processes, port, host)
     binary = haproxy_binary() if processes > 1 else None
-    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
     child_env = {**os.environ, **(env or {})}
     if processes > 1:  # one secret for all: a cookie one process signed is valid on every other
         child_env["STREAMLIT_SERVER_COOKIE_SECRET"] = child_env.get("STREAMLIT_SERVER_COOKIE_SECRET") or secrets.token_hex(32)
@@ -198,7 +198,8 @@ def start(processes=1, port=8501, host="127.0.0.1", env=None, timeout=START_TIME
         for p in ports:
             dashboard.processes.append(subprocess.Popen(process_command(p, address), cwd=APP.parent, env=child_env,
                                                         start_new_session=True, **output))
-        wait_until_healthy([(f"http://127.0.0.1:{p}", proc) for p, proc in zip(ports, dashboard.processes)], timeout, log)
+        urls = [dashboard.url] if processes == 1 else [f"http://127.0.0.1:{p}" for p in ports]
+        wait_until_healthy(list(zip(urls, dashboard.processes)), timeout, log)
         if binary:
             folder = Path(dashboard._resources.enter_context(tempfile.TemporaryDirectory(prefix="fashion-haproxy-")))
             bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
