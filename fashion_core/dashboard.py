@@ -77,6 +77,7 @@ def process_command(port, address="127.0.0.1"):
 
 
 def free_port(host="127.0.0.1"):
+    """A TCP port nothing listens on now (the OS picks it): for private processes, tests, measurements."""
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]

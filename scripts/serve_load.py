@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import socket
 import statistics
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from fashion_core.dashboard import free_port
 from scripts import generated
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,12 +37,6 @@ def _photos(count=20):
     if blobs:
         return [(f"val-{i}.jpg", blob) for i, blob in enumerate(blobs)]
     return [(p.name, p.read_bytes()) for p in sorted(FIXTURES.glob("*.jpg"))]
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _load(url, photos, requests_total, concurrency):
@@ -81,7 +75,7 @@ def measure(model=None, requests_total=200, concurrency=8, replica_counts=(1, 2)
     photos = _photos()
     rows = []
     for replicas in replica_counts:
-        url = serving.start(model, port=_free_port(), replicas=replicas)
+        url = serving.start(model, port=free_port(), replicas=replicas)
         try:
             rows.append({"replicas": replicas, **_load(url, photos, requests_total, concurrency)})
         finally:

@@ -7,7 +7,6 @@ requests is tested with the other Ray tests in ``test_scale.py``.
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from fashion_core import cli  # noqa: E402
 from fashion_core.api import create_app  # noqa: E402
+from fashion_core.dashboard import free_port  # noqa: E402
 from fashion_core.errors import ModelNotFoundError  # noqa: E402
 from fashion_core.preprocess import MAX_UPLOAD_BYTES  # noqa: E402
 
@@ -79,7 +79,7 @@ def test_an_unknown_model_fails_before_serving(photo_models):
 
 def test_serve_refuses_bad_arguments_in_one_line(photo_models, capsys):
     pytest.importorskip("ray", reason="the scale extras are not installed (requirements-scale.txt)")
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     for args, message in ((["--address", f"127.0.0.1:{port}"], "could not connect to the Ray cluster"),
                           (["--address", "nonsense"], "HOST:PORT"),
                           (["--replicas", "0"], "--replicas"),
@@ -89,7 +89,3 @@ def test_serve_refuses_bad_arguments_in_one_line(photo_models, capsys):
         assert message in err and len(err.splitlines()) == 1
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ pytest.importorskip("pyarrow", reason="the scale extras are not installed (requi
 import pyarrow.parquet as pq  # noqa: E402
 
 from fashion_core import batch, cli  # noqa: E402
+from fashion_core.dashboard import free_port  # noqa: E402
 from fashion_core.errors import FashionError  # noqa: E402
 
 PHOTOS = Path(__file__).parent / "fixtures" / "photos" / "images"
@@ -32,12 +32,6 @@ def ray_local():
     init_ray()
     yield ray
     ray.shutdown()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture()
@@ -193,7 +187,7 @@ def test_ray_serve_answers_real_http_requests(photo_models, ray_local, capsys):
 
     with pytest.raises(FashionError, match="no_such_model|not found|unknown"):
         serving.start("no_such_model", registry_root=photo_models.root)
-    port = _free_port()
+    port = free_port()
     url = serving.start("sure_sneaker", port=port, replicas=1, registry_root=photo_models.root)
     try:
         assert url == f"http://127.0.0.1:{port}"
