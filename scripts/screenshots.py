@@ -43,19 +43,30 @@ def dashboard_running(env=None, timeout=120, processes=1):
 @contextlib.contextmanager
 def chromium_page(width=1400, height=1000):
     """A Playwright page in Debian's chromium with a fresh profile."""
+    with chromium_pages(1, width, height) as pages:
+        yield pages[0]
+
+
+@contextlib.contextmanager
+def chromium_pages(count, width=1400, height=1000):
+    """``count`` Playwright pages in Debian's chromium, each in a fresh profile of its own (its own
+    cookies: as many separate visitors)."""
     from playwright.sync_api import sync_playwright
 
     executable = shutil.which("chromium")
     if executable is None:
         raise RuntimeError("Debian's chromium is not installed (apt-get install chromium).")
-    with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": width, "height": height})
-        try:
-            yield context.pages[0] if context.pages else context.new_page()
-        finally:
-            context.close()
+    with contextlib.ExitStack() as stack:
+        playwright = stack.enter_context(sync_playwright())
+        pages = []
+        for _ in range(count):
+            profile = stack.enter_context(tempfile.TemporaryDirectory())
+            context = playwright.chromium.launch_persistent_context(
+                profile, executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
+                viewport={"width": width, "height": height})
+            stack.callback(context.close)
+            pages.append(context.pages[0] if context.pages else context.new_page())
+        yield pages
 
 
 def wait_until_idle(page, timeout=180):

@@ -202,3 +202,34 @@ def test_clicks_on_the_vega_lite_charts_select(trained_server, browser_page):
     chart = page.locator('[data-testid="stVegaLiteChart"]').first
     assert _click_until(page, chart, lambda: cell_caption() != first, grid)
     _assert_no_exception(page, "evaluate after a click")
+
+
+def test_two_browsers_behind_haproxy_each_get_their_answer(trained_registry):
+    """``python -m fashion_core dashboard --processes 2`` in real browsers: the pages load through
+    HAProxy (websocket included), the two visitors land on different processes and each upload
+    is answered on its own page (its upload reached the process holding its session)."""
+    if shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed (CI installs it with apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+    from fashion_core import dashboard
+    from fashion_core.errors import FashionError
+
+    try:
+        dashboard.haproxy_binary()
+    except FashionError as exc:
+        pytest.skip(str(exc))
+    shots = _screenshots_module()
+    with shots.dashboard_running({"FASHION_MODELS_DIR": str(trained_registry.root)}, processes=2) as running, \
+            shots.chromium_pages(2) as (first, second):
+        servers = []
+        for page in (first, second):  # the first stays open (its websocket too) while the second arrives
+            page.goto(f"{running.url}/classify")
+            shots.wait_until_idle(page)
+            servers += [c["value"] for c in page.context.cookies() if c["name"] == dashboard.SERVER_COOKIE]
+        for page in (first, second):
+            shots.upload_on_classify(page, shots.sample_png())
+        for page in (first, second):
+            page.get_by_text("What the model sees").first.wait_for(timeout=120_000)
+            shots.wait_until_idle(page)
+            _assert_no_exception(page, "classify behind HAProxy")
+    assert sorted(servers) == ["p1", "p2"]
