@@ -16,9 +16,9 @@ still measures the same thing end to end in real browsers.
 The photo: ``small`` (default; a 160-pixel PNG product shot, ``screenshots.sample_png``), ``phone``
 (a 12-megapixel JPEG as a phone camera writes it, ~1.7 MB: ``screenshots.sample_phone_photo``) or
 a file. Each round opens ``--sessions`` fresh sessions on Classify, then starts every upload at once;
-the round's figure is its slowest answer. Reported: one session alone (median of ``--repeats``),
-the median over ``--rounds`` of the slowest of N, their ratio (target <= 4x), and the server's
-CPU seconds per answer. Run it on a quiet machine: the server (``streamlit run app.py`` with
+the round's figure is its slowest answer. The uploads alone are made between the rounds. Reported:
+one session alone (median of ``--repeats``), the median over ``--rounds`` of the slowest of N,
+their ratio (target <= 4x), and the server's CPU seconds per answer. Run it on a quiet machine: the server (``streamlit run app.py`` with
 the shipped config) is started on a free port and stopped at the end. ``--processes N`` measures
 the dashboard as ``python -m fashion_core dashboard --processes N`` runs it: N processes behind
 HAProxy (each session keeps its own cookies, as a browser does, so it stays on one process), the
@@ -188,13 +188,15 @@ async def _measure(url, sessions, rounds, repeats, cpu_seconds, photo="small", w
             await upload(session, client, f"warm{i}")
         for session in warm:
             await session.close()
+        # the uploads alone are spread between the rounds, so both figures of the ratio see the
+        # machine in the same state (a shared 2-core machine drifts by ~20% over minutes)
         alone = []
-        for _ in range(repeats):
-            session = await Session(url).open(client)
-            alone.append((await upload(session, client, "alone"))[0])
-            await session.close()
         slowest, runs, cpu, client_cpu = [], [], [], []
-        for _ in range(rounds):
+        for r in range(rounds):
+            for _ in range(repeats // rounds + (1 if r < repeats % rounds else 0)):
+                session = await Session(url).open(client)
+                alone.append((await upload(session, client, "alone"))[0])
+                await session.close()
             opened = [await Session(url).open(client) for _ in range(sessions)]
             before, client_before = cpu_seconds(), time.process_time()
             answers = await asyncio.gather(*(upload(s, client, i) for i, s in enumerate(opened)))
