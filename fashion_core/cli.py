@@ -632,22 +632,26 @@ def cmd_dashboard(args):
     def interrupt(signum, frame):  # `kill` or a service manager stops it as Ctrl-C does: children too
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
-    running = dashboard.start(args.processes, port=args.port, host=args.host, capture_output=False)
-    behind = (f"{args.processes} processes behind HAProxy; the addresses they print above are private to it"
-              if args.processes > 1 else "1 process")
-    print(f"\nFashion Studio: open {running.url} ({behind}). Ctrl-C stops it.", file=sys.stderr, flush=True)
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        while running.alive():
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
+        running = dashboard.start(args.processes, port=args.port, host=args.host, capture_output=False)
+        behind = (f"{args.processes} processes behind HAProxy; the addresses they print above are private to it"
+                  if args.processes > 1 else "1 process")
+        print(f"\nFashion Studio: open {running.url} ({behind}). Ctrl-C stops it.", file=sys.stderr, flush=True)
+        try:
+            while running.alive():
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stopped_itself = not running.alive()
+            running.stop()
     finally:
-        stopped_itself = not running.alive()
-        running.stop()
+        signal.signal(signal.SIGTERM, previous)
+    payload = {"url": running.url, "processes": args.processes, "stopped": True}
     if stopped_itself:
-        return {"url": running.url, "processes": args.processes, "stopped": True}, f"a process of {running.url} stopped; all stopped", True
-    return {"url": running.url, "processes": args.processes, "stopped": True}, f"stopped {running.url}"
+        return payload, f"a process of {running.url} stopped; all stopped", True
+    return payload, f"stopped {running.url}"
 
 
 @dataclass(frozen=True)

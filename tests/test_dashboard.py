@@ -151,3 +151,39 @@ def test_a_process_that_fails_to_start_is_reported_with_its_output(monkeypatch):
                         lambda port, address: [sys.executable, "-c", "import sys; print('no app here'); sys.exit(3)"])
     with pytest.raises(FashionError, match=r"(?s)did not start: .* exited.*no app here"):
         dashboard.start(1, port=0, timeout=30)
+
+
+def test_the_command_serves_until_sigterm_and_leaves_nothing_running(trained_registry):
+    """``python -m fashion_core dashboard --processes 2``, stopped as a service manager stops it
+    (SIGTERM): exit 0, and its Streamlit processes and HAProxy are gone with it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    try:
+        dashboard.haproxy_binary()
+    except FashionError as exc:
+        pytest.skip(str(exc))
+    port = dashboard.free_port()
+    command = subprocess.Popen([sys.executable, "-m", "fashion_core", "dashboard", "--processes", "2", "--port", str(port)],
+                               env={**os.environ, "FASHION_MODELS_DIR": str(trained_registry.root)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        seen = []
+        while not any("Fashion Studio: open" in line for line in seen):  # it says so once everything is up
+            line = command.stderr.readline().decode()
+            assert line, "".join(seen)[-2000:]  # it ended before
+            seen.append(line)
+        assert dashboard._answers(f"http://127.0.0.1:{port}")
+        children = psutil.Process(command.pid).children()
+        assert len(children) == 3  # two dashboard processes and HAProxy
+        command.send_signal(signal.SIGTERM)
+        assert command.wait(timeout=60) == 0
+        assert f"stopped http://127.0.0.1:{port}" in command.stdout.read().decode()
+        assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
+    finally:
+        if command.poll() is None:
+            command.kill()
