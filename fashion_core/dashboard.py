@@ -55,7 +55,7 @@ defaults
     option redispatch
     # websocket messages are small and interactive: send each at once
     option http-no-delay
-    retries 2
+    retries 1
 
 frontend studio
     bind {bind}

@@ -63,35 +63,25 @@ def _must_not_start(*args, **kwargs):
     raise AssertionError("a process was started")
 
 
-def _two_processes(registry):
+@pytest.fixture()
+def two_processes(trained_registry):
     try:
         dashboard.haproxy_binary()
     except FashionError as exc:
         pytest.skip(str(exc))
-    return dashboard.running(2, port=0, env={"FASHION_MODELS_DIR": str(registry.root)})
-
-
-@pytest.fixture(scope="module")
-def shared_processes(trained_registry):
-    """Two processes behind HAProxy for the tests that leave them as they are (kept on one
-    xdist worker by their group: starting them costs seconds of the suite's budget)."""
-    with _two_processes(trained_registry) as running:
+    with dashboard.running(2, port=0, env={"FASHION_MODELS_DIR": str(trained_registry.root)}) as running:
         yield running
 
 
-@pytest.fixture()
-def two_processes(trained_registry):
-    with _two_processes(trained_registry) as running:
-        yield running
-
-
-@pytest.mark.xdist_group("dashboard")
-def test_visitors_stay_on_their_process_and_are_spread_over_them(shared_processes):
+def test_two_processes_keep_each_visitor_survive_one_dying_and_stop_cleanly(two_processes):
+    """One deployment for the whole story (starting one and loading its models costs seconds of
+    the suite's budget): visitors spread and answered, one secret, a process killed, ``stop``."""
     import aiohttp
+    import psutil
     from scripts import screenshots
     from scripts.upload_load import Session
 
-    url, png = shared_processes.url, screenshots.sample_png()
+    url, png = two_processes.url, screenshots.sample_png()
 
     async def visit():
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client:
@@ -105,40 +95,26 @@ def test_visitors_stay_on_their_process_and_are_spread_over_them(shared_processe
             return servers, answers
 
     servers, answers = asyncio.run(visit())
-    assert servers == {"p1", "p2"}
+    assert servers == {"p1", "p2"}, "the two visitors were not spread over the two processes"
     assert len(answers) == 2 and all(seen > 0 for seen, _ in answers)
 
-
-@pytest.mark.xdist_group("dashboard")
-def test_the_processes_share_one_cookie_secret(shared_processes):
-    """Cookies Streamlit signs (``st.login``'s) must be good on whichever process a visitor reaches."""
-    import psutil
-
-    secrets = {psutil.Process(p.pid).environ().get("STREAMLIT_SERVER_COOKIE_SECRET") for p in shared_processes.processes}
+    # cookies Streamlit signs (st.login's) must be good on whichever process a visitor reaches
+    secrets = {psutil.Process(p.pid).environ().get("STREAMLIT_SERVER_COOKIE_SECRET") for p in two_processes.processes}
     assert len(secrets) == 1 and len(secrets.pop() or "") >= 32
 
-
-@pytest.mark.xdist_group("dashboard")
-def test_a_visitor_whose_process_died_is_answered_by_another_and_stop_leaves_nothing(two_processes):
-    import aiohttp
-    import psutil
-    from scripts import screenshots
-    from scripts.upload_load import Session
-
-    url = two_processes.url
-    two_processes.processes[0].kill()  # p1
+    two_processes.processes[0].kill()  # p1 dies
     two_processes.processes[0].wait()
 
-    async def visit():
+    async def come_back():
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client:
             session = await Session(url).open(client)
             session.cookies[dashboard.SERVER_COOKIE] = "p1"  # as a browser that was on p1 comes back
             session = await Session(url, session.cookies).open(client)
-            answer = await session.upload(client, "shirt.png", screenshots.sample_png())
+            answer = await session.upload(client, "shirt.png", png)
             await session.close()
             return answer
 
-    assert asyncio.run(visit())[0] > 0
+    assert asyncio.run(come_back())[0] > 0, "a visitor of the dead process was not answered by the other"
     pids = two_processes.pids
     two_processes.stop()
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
