@@ -11,8 +11,10 @@ media in the process that runs it, so the websocket, the upload's HTTP PUT and t
 reach that process. New visitors go to the process with the fewest open connections (each
 visitor's websocket is one). All processes share one cookie secret, so the cookies Streamlit signs
 (a signed-in visitor's, with ``st.login``) are valid on any of them, and a visitor whose process
-stops is sent to another (``option redispatch``; they start a new session there). Each process loads its own models: memory grows with N
-(docs/PERFORMANCE.md). Streamlit Community Cloud runs one process; this is for a shop's own server.
+stops is sent to another after one refused connection (``option redispatch``, ``retries 1``; they
+start a new session there). Each process loads its own models: memory grows with N
+(docs/PERFORMANCE.md §1e). Streamlit Community Cloud runs one process; this is for a shop's own
+server.
 
 The command line of a dashboard process and the wait until it answers have their one home here
 (``process_command``, ``wait_until_healthy``): the measuring scripts start it the same way.
