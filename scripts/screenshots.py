@@ -24,16 +24,17 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 @contextlib.contextmanager
-def streamlit_server(env=None, timeout=120, processes=1):
-    """Run the app on a free port (``processes`` > 1: that many behind HAProxy, as
-    ``python -m fashion_core dashboard``); yields its URL and always stops every process."""
-    with dashboard_running(env, timeout, processes) as running:
+def streamlit_server(env=None, timeout=120):
+    """Run the app on a free port; yields its URL and always stops the server."""
+    with dashboard_running(env, timeout) as running:
         yield running.url
 
 
 @contextlib.contextmanager
 def dashboard_running(env=None, timeout=120, processes=1):
-    """As ``streamlit_server``, yielding the ``fashion_core.dashboard.Dashboard`` (its processes)."""
+    """The app on a free port as ``python -m fashion_core dashboard --processes N`` runs it (one
+    process, or N behind HAProxy); yields the ``fashion_core.dashboard.Dashboard`` (its URL and
+    its processes' pids) and always stops every process."""
     from fashion_core import dashboard
 
     with dashboard.running(processes, port=0, env=env, timeout=timeout) as running:
@@ -127,7 +128,8 @@ def main():
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with streamlit_server({"FASHION_MODELS_DIR": args.models_dir}) as url, chromium_page() as page:
+    with dashboard_running({"FASHION_MODELS_DIR": args.models_dir}) as running, chromium_page() as page:
+        url = running.url
         for slug in PAGES:
             page.goto(f"{url}/{slug}")
             wait_until_idle(page)
@@ -140,29 +142,11 @@ def main():
             page.screenshot(path=str(target), full_page=True)
             print(target)
         # Community Cloud gives an app roughly 0.7–2.7 GB: report what the shipped models cost.
-        print(f"server resident memory after visiting every page: {server_rss_mb(url):.0f} MB")
-
-
-def server_process(url):
-    """The ``streamlit run`` process serving ``url`` (a ``psutil.Process``), or None."""
-    import psutil
-
-    port = url.rsplit(":", 1)[1]
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = process.info["cmdline"] or []
-        if "streamlit" in " ".join(cmdline) and port in cmdline:
-            return process
-    return None
-
-
-def server_rss_mb(url):
-    """Resident memory (MB) of the ``streamlit run`` process serving ``url``."""
-    process = server_process(url)
-    return process.memory_info().rss / 2**20 if process else float("nan")
+        print(f"server resident memory after visiting every page: {processes_rss_mb(running.pids):.0f} MB")
 
 
 def processes_rss_mb(pids):
-    """Resident memory (MB) of the processes ``pids`` together (a ``Dashboard``'s: NaN if one is gone)."""
+    """Resident memory (MB) of the processes ``pids`` together (a ``Dashboard``'s; NaN if one is gone)."""
     import psutil
 
     try:

@@ -122,11 +122,11 @@ def _wait_for_quiet_cpus(busy_percent=15, timeout=30):
 def measure(models_dir, repeats=3, sessions=8):
     cache = tempfile.TemporaryDirectory(prefix="studio-timing-cache-")
     env = {"FASHION_MODELS_DIR": str(models_dir), "FASHION_CACHE_DIR": cache.name}  # a fresh deploy's empty cache
-    with cache, screenshots.streamlit_server(env) as url, \
-            generated.PeakMemory(lambda: screenshots.server_rss_mb(url)) as rss:
-        settle, uploads = asyncio.run(_measure(url, repeats, sessions))
+    with cache, screenshots.dashboard_running(env) as running, \
+            generated.PeakMemory(lambda: screenshots.processes_rss_mb(running.pids)) as rss:
+        settle, uploads = asyncio.run(_measure(running.url, repeats, sessions))
         _wait_for_quiet_cpus()  # the browsers' processes wind down before the protocol measurement
-        server = _protocol_uploads(url, sessions)
+        server = _protocol_uploads(running.url, sessions, running.pids)
     # the same uploads with the dashboard as `python -m fashion_core dashboard` runs it on a shop's
     # own server: one process per core behind HAProxy (needs the scale extras' HAProxy)
     with screenshots.dashboard_running(env, processes=PROCESSES) as running, \
@@ -141,11 +141,11 @@ def measure(models_dir, repeats=3, sessions=8):
             "peak_rss_mb": rss.peak_mb, "targets": {"settle_s": 3.0, "ratio": 4.0, "peak_rss_mb": 1024}}
 
 
-def _protocol_uploads(url, sessions, pids=None):
+def _protocol_uploads(url, sessions, pids):
     from scripts import upload_load
 
-    return {photo: upload_load.measure_url(url, sessions, rounds=upload_load.ROUNDS, repeats=upload_load.REPEATS,
-                                           photo=photo, pids=pids) for photo in ("small", "phone")}
+    return {photo: upload_load.measure_url(url, pids, sessions, rounds=upload_load.ROUNDS, repeats=upload_load.REPEATS,
+                                           photo=photo) for photo in ("small", "phone")}
 
 
 def cpu_floor(uploads, cores):

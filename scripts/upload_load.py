@@ -224,21 +224,16 @@ def _server_cpu(pids):
     return lambda: sum(sum(process.cpu_times()[:2]) for process in processes)
 
 
-def measure_url(url, sessions=8, rounds=ROUNDS, repeats=REPEATS, photo="small", pids=None):
-    """The load measurement against a running dashboard at ``url``: its server processes are
-    ``pids`` (``Dashboard.pids``), or the ``streamlit run`` process listening on ``url``'s port."""
-    if pids is None:
-        process = screenshots.server_process(url)
-        if process is None:
-            raise RuntimeError("the streamlit server process was not found")
-        pids = [process.pid]
+def measure_url(url, pids, sessions=8, rounds=ROUNDS, repeats=REPEATS, photo="small"):
+    """The load measurement against a running dashboard at ``url`` whose server processes are
+    ``pids`` (``Dashboard.pids``: the CPU figure sums them)."""
     return asyncio.run(_measure(url, sessions, rounds, repeats, _server_cpu(pids), photo, warmups=2 * len(pids)))
 
 
 def measure(models_dir, sessions=8, rounds=ROUNDS, repeats=REPEATS, photo="small", processes=1):
     env = {"FASHION_MODELS_DIR": str(models_dir)}
     with screenshots.dashboard_running(env, processes=processes) as running:
-        uploads = measure_url(running.url, sessions, rounds, repeats, photo, pids=running.pids)
+        uploads = measure_url(running.url, running.pids, sessions, rounds, repeats, photo)
     return {"date": time.strftime("%Y-%m-%d"), "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
             "models_dir": str(models_dir), "processes": processes, **uploads, "target_ratio": 4.0}
 

@@ -32,8 +32,8 @@ def trained_server(trained_registry):
     on one worker by their xdist group): a server start costs seconds of a 5-minute suite."""
     if shutil.which("chromium") is None:
         pytest.skip("Debian's chromium is not installed (CI installs it with apt-get install chromium)")
-    with _screenshots_module().streamlit_server({"FASHION_MODELS_DIR": str(trained_registry.root)}) as url:
-        yield url
+    with _screenshots_module().dashboard_running({"FASHION_MODELS_DIR": str(trained_registry.root)}) as running:
+        yield running
 
 
 def _assert_no_exception(page, where):
@@ -46,7 +46,7 @@ def _assert_no_exception(page, where):
 @pytest.mark.xdist_group("browser_trained")
 def test_every_page_opens_and_classify_predicts(trained_server, browser_page):
     shots, page = browser_page
-    url = trained_server
+    url = trained_server.url
     for slug in shots.PAGES:
         page.goto(f"{url}/{slug}")
         shots.wait_until_idle(page)
@@ -172,7 +172,7 @@ def test_the_load_client_uploads_on_classify_like_a_browser(trained_server, phot
     12-megapixel phone JPEG; no timing is asserted."""
     from scripts import upload_load
 
-    result = upload_load.measure_url(trained_server, sessions=2, rounds=1, repeats=1, photo=photo)
+    result = upload_load.measure_url(trained_server.url, trained_server.pids, sessions=2, rounds=1, repeats=1, photo=photo)
     assert result["photo"] == photo and result["photo_bytes"] > (1_000_000 if photo == "phone" else 0)
     assert len(result["rounds_s"]) == 1 and len(result["rounds_s"][0]) == 2
     assert all(t > 0 for t in result["rounds_s"][0]) and result["alone_runs_s"][0] > 0
@@ -185,7 +185,7 @@ def test_clicks_on_the_vega_lite_charts_select(trained_server, browser_page):
     confusion matrix shows that cell's images."""
     shots, page = browser_page
     grid = [(x / 10, y / 10) for y in range(2, 10) for x in range(2, 10)]
-    url = trained_server
+    url = trained_server.url
     page.goto(f"{url}/latent")
     shots.wait_until_idle(page)
     chart = page.locator('[data-testid="stVegaLiteChart"]').first
