@@ -626,28 +626,32 @@ def _dashboard_arguments(p):
 
 
 def cmd_dashboard(args):
-    """Start the dashboard (several processes behind HAProxy) and keep it up until Ctrl-C."""
+    """Start the dashboard (several processes behind HAProxy) and keep it up until Ctrl-C or
+    SIGTERM (`kill`, a service manager), which stop it and its children the same way."""
     from . import dashboard
 
-    def interrupt(signum, frame):  # `kill` or a service manager stops it as Ctrl-C does: children too
-        raise KeyboardInterrupt
+    running, stop_asked = None, []
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    def interrupt(signum, frame):
+        if running is None:  # still starting: `start` stops whatever it began
+            raise KeyboardInterrupt
+        stop_asked.append(signum)  # the loop below sees it; a second signal cannot cut `stop` short
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         running = dashboard.start(args.processes, port=args.port, host=args.host, capture_output=False)
-        behind = (f"{args.processes} processes behind HAProxy; the addresses they print above are private to it"
-                  if args.processes > 1 else "1 process")
-        print(f"\nFashion Studio: open {running.url} ({behind}). Ctrl-C stops it.", file=sys.stderr, flush=True)
         try:
-            while running.alive():
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+            behind = (f"{args.processes} processes behind HAProxy; the addresses they print above are private to it"
+                      if args.processes > 1 else "1 process")
+            print(f"\nFashion Studio: open {running.url} ({behind}). Ctrl-C stops it.", file=sys.stderr, flush=True)
+            while not stop_asked and running.alive():
+                time.sleep(0.2)
         finally:
-            stopped_itself = not running.alive()
+            stopped_itself = not stop_asked and not running.alive()
             running.stop()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     payload = {"url": running.url, "processes": args.processes, "stopped": True}
     if stopped_itself:
         return payload, f"a process of {running.url} stopped; all stopped", True
