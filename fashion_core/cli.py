@@ -607,8 +607,8 @@ def cmd_serve(args):
     from . import serving
 
     url = serving.start(args.model, port=args.port, replicas=args.replicas, address=args.address, host=args.host)
-    print(f"serving {url} with {args.replicas} replica(s); OpenAPI page {url}/docs; Ctrl-C stops", file=sys.stderr, flush=True)
-    try:
+    try:  # a Ctrl-C that lands while this prints still stops what started (SIGTERM: Ray's handler exits via finally)
+        print(f"serving {url} with {args.replicas} replica(s); OpenAPI page {url}/docs; Ctrl-C stops", file=sys.stderr, flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
