@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from fashion_core import dashboard
+
 REPO = Path(__file__).resolve().parent.parent
 PAGES = ["", "train", "evaluate", "latent", "classify", "models"]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -24,21 +26,11 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 @contextlib.contextmanager
-def streamlit_server(env=None, timeout=120):
-    """Run the app on a free port; yields its URL and always stops the server."""
-    with dashboard_running(env, timeout) as running:
+def streamlit_server(env=None):
+    """Run the app (one process, started as the ``dashboard`` command starts it) on a free port;
+    yields its URL and always stops it. ``fashion_core.dashboard.running`` yields the process too."""
+    with dashboard.running(1, env=env) as running:
         yield running.url
-
-
-@contextlib.contextmanager
-def dashboard_running(env=None, timeout=120, processes=1):
-    """The app on a free port as ``python -m fashion_core dashboard --processes N`` runs it (one
-    process, or N behind HAProxy); yields the ``fashion_core.dashboard.Dashboard`` (its URL and
-    its processes' pids) and always stops every process."""
-    from fashion_core import dashboard
-
-    with dashboard.running(processes, port=0, env=env, timeout=timeout) as running:
-        yield running
 
 
 @contextlib.contextmanager
@@ -128,7 +120,7 @@ def main():
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with dashboard_running({"FASHION_MODELS_DIR": args.models_dir}) as running, chromium_page() as page:
+    with dashboard.running(1, env={"FASHION_MODELS_DIR": args.models_dir}) as running, chromium_page() as page:
         url = running.url
         for slug in PAGES:
             page.goto(f"{url}/{slug}")

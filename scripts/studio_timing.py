@@ -34,6 +34,7 @@ import statistics
 import tempfile
 import time
 
+from fashion_core import dashboard
 from scripts import generated, screenshots
 
 REPO = screenshots.REPO
@@ -122,14 +123,14 @@ def _wait_for_quiet_cpus(busy_percent=15, timeout=30):
 def measure(models_dir, repeats=3, sessions=8):
     cache = tempfile.TemporaryDirectory(prefix="studio-timing-cache-")
     env = {"FASHION_MODELS_DIR": str(models_dir), "FASHION_CACHE_DIR": cache.name}  # a fresh deploy's empty cache
-    with cache, screenshots.dashboard_running(env) as running, \
+    with cache, dashboard.running(1, env=env) as running, \
             generated.PeakMemory(lambda: screenshots.processes_rss_mb(running.pids)) as rss:
         settle, uploads = asyncio.run(_measure(running.url, repeats, sessions))
         _wait_for_quiet_cpus()  # the browsers' processes wind down before the protocol measurement
         server = _protocol_uploads(running.url, sessions, running.pids)
     # the same uploads with the dashboard as `python -m fashion_core dashboard` runs it on a shop's
     # own server: one process per core behind HAProxy (needs the scale extras' HAProxy)
-    with screenshots.dashboard_running(env, processes=PROCESSES) as running, \
+    with dashboard.running(PROCESSES, env=env) as running, \
             generated.PeakMemory(lambda: screenshots.processes_rss_mb(running.pids)) as rss_multi:
         _wait_for_quiet_cpus()
         multi = _protocol_uploads(running.url, sessions, running.pids)
@@ -144,8 +145,7 @@ def measure(models_dir, repeats=3, sessions=8):
 def _protocol_uploads(url, sessions, pids):
     from scripts import upload_load
 
-    return {photo: upload_load.measure_url(url, pids, sessions, rounds=upload_load.ROUNDS, repeats=upload_load.REPEATS,
-                                           photo=photo) for photo in ("small", "phone")}
+    return {photo: upload_load.measure_url(url, pids, sessions, photo=photo) for photo in ("small", "phone")}
 
 
 def cpu_floor(uploads, cores):

@@ -18,8 +18,9 @@ The photo: ``small`` (default; a 160-pixel PNG product shot, ``screenshots.sampl
 a file. Each round opens ``--sessions`` fresh sessions on Classify, then starts every upload at once;
 the round's figure is its slowest answer. The uploads alone are made between the rounds. Reported:
 one session alone (median of ``--repeats``), the median over ``--rounds`` of the slowest of N,
-their ratio (target <= 4x), and the server's CPU seconds per answer. Run it on a quiet machine: the server (``streamlit run app.py`` with
-the shipped config) is started on a free port and stopped at the end. ``--processes N`` measures
+their ratio (target <= 4x), and the server's CPU seconds per answer. Run it on a quiet machine:
+the server (``streamlit run app.py`` with the shipped config) is started on a free port and
+stopped at the end. ``--processes N`` measures
 the dashboard as ``python -m fashion_core dashboard --processes N`` runs it: N processes behind
 HAProxy (each session keeps its own cookies, as a browser does, so it stays on one process), the
 CPU figure summing them all and HAProxy.
@@ -38,6 +39,7 @@ from pathlib import Path
 
 import aiohttp
 
+from fashion_core import dashboard
 from scripts import screenshots
 
 ANSWER = b"What the model sees"
@@ -232,7 +234,7 @@ def measure_url(url, pids, sessions=8, rounds=ROUNDS, repeats=REPEATS, photo="sm
 
 def measure(models_dir, sessions=8, rounds=ROUNDS, repeats=REPEATS, photo="small", processes=1):
     env = {"FASHION_MODELS_DIR": str(models_dir)}
-    with screenshots.dashboard_running(env, processes=processes) as running:
+    with dashboard.running(processes, env=env) as running:
         uploads = measure_url(running.url, running.pids, sessions, rounds, repeats, photo)
     return {"date": time.strftime("%Y-%m-%d"), "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
             "models_dir": str(models_dir), "processes": processes, **uploads, "target_ratio": 4.0}

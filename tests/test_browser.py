@@ -7,6 +7,8 @@ import shutil
 
 import pytest
 
+from fashion_core import dashboard
+
 pytestmark = pytest.mark.browser
 
 
@@ -32,7 +34,7 @@ def trained_server(trained_registry):
     on one worker by their xdist group): a server start costs seconds of a 5-minute suite."""
     if shutil.which("chromium") is None:
         pytest.skip("Debian's chromium is not installed (CI installs it with apt-get install chromium)")
-    with _screenshots_module().dashboard_running({"FASHION_MODELS_DIR": str(trained_registry.root)}) as running:
+    with dashboard.running(1, env={"FASHION_MODELS_DIR": str(trained_registry.root)}) as running:
         yield running
 
 
@@ -211,7 +213,6 @@ def test_two_browsers_behind_haproxy_each_get_their_answer(trained_registry):
     if shutil.which("chromium") is None:
         pytest.skip("Debian's chromium is not installed (CI installs it with apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
-    from fashion_core import dashboard
     from fashion_core.errors import FashionError
 
     try:
@@ -219,7 +220,7 @@ def test_two_browsers_behind_haproxy_each_get_their_answer(trained_registry):
     except FashionError as exc:
         pytest.skip(str(exc))
     shots = _screenshots_module()
-    with shots.dashboard_running({"FASHION_MODELS_DIR": str(trained_registry.root)}, processes=2) as running, \
+    with dashboard.running(2, env={"FASHION_MODELS_DIR": str(trained_registry.root)}) as running, \
             shots.chromium_pages(2) as (first, second):
         servers = []
         for page in (first, second):  # the first stays open (its websocket too) while the second arrives
